@@ -26,8 +26,8 @@ def __virtual__():
 
 
 def _settings(distribution, extras, modules, sysctls, swap, files):
-    given = {"distribution": distribution, "extras": extras, "modules": modules, "sysctls": sysctls, "swap": swap}
-    given["files"] = files
+    given = {"distribution": distribution, "extras": extras, "modules": modules, "sysctls": sysctls}
+    given.update(swap=swap, files=files)
     return {key: value for key, value in given.items() if value is not None}
 
 
