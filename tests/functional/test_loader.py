@@ -1,0 +1,161 @@
+"""k8snode through Salt's real loader: what `salt-call` and the state system see."""
+
+import importlib.util
+import inspect
+
+import pytest
+import salt.output
+
+from tests.functional.conftest import REPO
+
+EXPECTED_FUNCTIONS = {
+    "audit",
+    "requirements",
+    "module_status",
+    "sysctl_status",
+    "swap_status",
+    "effective_boot_sysctls",
+    "boot_modules",
+    "kernel_facts",
+    "prepare",
+    "revert",
+}
+
+
+def _load_by_path(name, relative):
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_loader_exposes_the_module_and_the_states(loaders):
+    functions = {name.split(".", 1)[1] for name in loaders.modules if name.startswith("k8snode.")}
+    assert functions >= EXPECTED_FUNCTIONS
+    assert "k8snode.prepared" in loaders.states
+    assert "k8snode.absent" in loaders.states
+
+
+def test_every_public_function_documents_a_cli_example(loaders):
+    undocumented = [
+        name
+        for name in loaders.modules
+        if name.startswith("k8snode.") and "CLI Example:" not in (loaders.modules[name].__doc__ or "")
+    ]
+    assert undocumented == []
+    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
+    public = [obj for name, obj in inspect.getmembers(runner, inspect.isfunction) if not name.startswith("_")]
+    assert public, "the runner has public functions"
+    assert all("CLI Example:" in (func.__doc__ or "") for func in public)
+
+
+def test_pillar_settings_reach_the_requirements_with_their_source(minion_opts):
+    from saltfactories.utils.functional import Loaders
+
+    minion_opts["pillar"] = {
+        "k8snode": {"distribution": "k3s", "sysctls": {"vm.max_map_count": {"value": 262144, "compare": "min"}}}
+    }
+    resolved = Loaders(minion_opts).modules.k8snode.requirements()
+    assert resolved["distribution"] == "k3s"
+    assert "nf_conntrack" in resolved["modules"]
+    assert resolved["sysctls"]["vm.max_map_count"] == {
+        "value": "262144",
+        "compare": "min",
+        "required": True,
+        "needs_module": None,
+        "source": "pillar",
+    }
+    assert resolved["sysctls"]["net.ipv4.ip_forward"]["source"] == "distribution:k3s"
+
+
+def test_arguments_override_the_pillar(minion_opts):
+    from saltfactories.utils.functional import Loaders
+
+    minion_opts["pillar"] = {"k8snode": {"distribution": "k3s"}}
+    resolved = Loaders(minion_opts).modules.k8snode.requirements(distribution="microk8s")
+    assert resolved["distribution"] == "microk8s"
+    assert resolved["sysctls"]["fs.aio-max-nr"]["compare"] == "min"
+
+
+@pytest.mark.parametrize(
+    ("pillar", "named"),
+    [
+        ({"distribution": "openshift"}, "openshift"),
+        ({"modules": {"overlay; touch /x": {}}}, "overlay; touch /x"),
+        ({"sysctls": {"../../etc/shadow": 1}}, "../../etc/shadow"),
+        ({"sysctls": {"net.ipv4.ip_forward": "yes"}}, "yes"),
+        ({"sysctls": ["net.ipv4.ip_forward"]}, "net.ipv4.ip_forward"),
+    ],
+)
+def test_the_state_fails_on_bad_pillar_naming_the_value(minion_opts, pillar, named):
+    from saltfactories.utils.functional import Loaders
+
+    minion_opts["pillar"] = {"k8snode": pillar}
+    ret = Loaders(minion_opts).states.k8snode.prepared(name="node")
+    assert ret.result is False
+    assert named in ret.comment
+    assert ret.changes == {}
+
+
+def test_the_audit_through_the_loader_keeps_its_contract(loaders):
+    report = loaders.modules.k8snode.audit()
+    assert set(report) >= {"ready", "distribution", "os_family", "summary", "checks", "failing", "lost_at_reboot"}
+    for name, check in report["checks"].items():
+        assert check["status"] in ("ok", "fail", "warn"), name
+        assert {"required", "expected", "live", "boot", "detail"} <= set(check), name
+    assert sum(report["summary"].values()) == len(report["checks"])
+    assert report["ready"] == (not [c for c in report["checks"].values() if c["required"] and c["status"] != "ok"])
+
+
+def _audit(ready):
+    return {
+        "ready": ready,
+        "distribution": "kubeadm",
+        "os": "debian-12",
+        "kernel": "6.1",
+        "summary": {"ok": 1, "fail": 0 if ready else 1, "warn": 0},
+        "failing": [] if ready else ["sysctl:net.ipv4.ip_forward"],
+        "lost_at_reboot": [],
+        "checks": {
+            "module:overlay": {"status": "ok", "required": True, "detail": "overlay is built into the kernel"},
+            "sysctl:net.ipv4.ip_forward": {
+                "status": "ok" if ready else "fail",
+                "required": True,
+                "detail": "net.ipv4.ip_forward is 0 now, needs 1",
+            },
+        },
+    }
+
+
+def test_the_outputter_renders_an_audit_for_a_person(minion_opts):
+    text = salt.output.out_format({"node-a": _audit(False)}, "k8snode", minion_opts)
+    assert "node-a: NOT READY (kubeadm on debian-12" in text
+    assert "FAIL sysctl:net.ipv4.ip_forward" in text
+    assert "net.ipv4.ip_forward is 0 now, needs 1" in text
+
+
+def test_the_runner_summary_lists_silent_hosts_and_sets_the_exit_code():
+    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
+    answers = {
+        "a": {"ret": _audit(True), "retcode": 0},
+        "b": {"ret": _audit(False), "retcode": 0},
+        "c": {"ret": "'k8snode.audit' is not available.", "retcode": 254},
+    }
+    report = runner._summarize(answers, {"a", "b", "c", "ghost"})
+    assert report["hosts"]["ghost"]["status"] == "no answer"
+    assert report["hosts"]["c"]["status"] == "error"
+    assert report["counts"] == {"ready": 1, "not ready": 1, "no answer": 1, "error": 1}
+    assert report["common_failures"] == [["sysctl:net.ipv4.ip_forward", 1]]
+    assert report["retcode"] == 1
+    everyone_ready = runner._summarize({"a": {"ret": _audit(True)}}, {"a"})
+    assert everyone_ready["retcode"] == 0
+    assert everyone_ready["ready"] is True
+
+
+def test_the_outputter_renders_the_fleet_report(minion_opts):
+    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
+    report = runner._summarize({"a": {"ret": _audit(False)}}, {"a", "ghost"})
+    text = salt.output.out_format(report, "k8snode", minion_opts)
+    assert "ghost" in text
+    assert "no answer" in text
+    assert "1 x sysctl:net.ipv4.ip_forward" in text
