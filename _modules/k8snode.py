@@ -154,12 +154,13 @@ OS_FAMILIES = {
     },
 }
 
-# (os_family, first major release it applies to, layer); every matching entry
-# applies, in this order.
+# (os_family, os IDs whose release numbers these are, first major release it
+# applies to, layer); every matching entry applies, in this order. Release
+# numbers only mean something for one OS: Ubuntu 22.04 is not "Debian 22".
 OS_RELEASES = (
     # Debian 13's procps no longer ships /etc/sysctl.conf nor the
     # 99-sysctl.conf link to it: the file is not read at boot.
-    ("Debian", 13, {"boot": {"reads_etc_sysctl_conf": False}}),
+    ("Debian", ("debian",), 13, {"boot": {"reads_etc_sysctl_conf": False}}),
 )
 
 DEFAULTS = {
@@ -894,8 +895,8 @@ def _resolve_layers(distribution, pillar, arguments, root):
         "os_family": [(f"os_family:{family}", OS_FAMILIES.get(family, {}))],
         "os_release": [
             (f"os_release:{fam}>={first}", layer)
-            for fam, first, layer in OS_RELEASES
-            if fam == family and major >= first
+            for fam, os_ids, first, layer in OS_RELEASES
+            if fam == family and os_id in os_ids and major >= first
         ],
         "pillar": [("pillar", pillar)],
         "arguments": [("arguments", arguments)],
