@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Prepare this machine for the k8snode tests and demo; idempotent, safe to re-run.
+#
+#  - the Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#  - dockerd started in the background when `docker info` fails (log: .cache/dockerd.log);
+#  - .venv with requirements/test.txt, reinstalled only when that file changes.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$(pwd)
+CACHE_DIR="$REPO_ROOT/.cache"
+VENV="$REPO_ROOT/.venv"
+REQUIREMENTS="$REPO_ROOT/requirements/test.txt"
+STAMP="$VENV/.requirements.sha256"
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "not root and no sudo: cannot install packages or start dockerd"
+    SUDO=(sudo)
+fi
+
+mkdir -p "$CACHE_DIR"
+
+# --- system packages -------------------------------------------------------------
+packages=()
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    packages+=(docker.io)
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+    packages+=(debootstrap)
+fi
+if [ "${#packages[@]}" -gt 0 ]; then
+    say "installing ${packages[*]} (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q >/dev/null
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+else
+    say "docker and debootstrap present"
+fi
+
+# --- the Docker engine -------------------------------------------------------------
+if docker info >/dev/null 2>&1; then
+    say "docker engine is up"
+else
+    say "starting dockerd (log: .cache/dockerd.log)"
+    # setsid + nohup: the engine must outlive this script and make.
+    "${SUDO[@]}" setsid nohup dockerd >>"$CACHE_DIR/dockerd.log" 2>&1 </dev/null &
+    for _ in $(seq 1 60); do
+        if docker info >/dev/null 2>&1; then
+            break
+        fi
+        sleep 1
+    done
+    if ! docker info >/dev/null 2>&1; then
+        tail -n 20 "$CACHE_DIR/dockerd.log" >&2 || true
+        die "dockerd did not answer \`docker info\` within 60 s"
+    fi
+    say "docker engine is up"
+fi
+
+# --- the test venv -------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    say "creating .venv ($(python3 --version 2>&1))"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+fi
+want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+have=$(cat "$STAMP" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+    say "installing requirements/test.txt into .venv (log: .cache/pip-install.log)"
+    if ! "$VENV/bin/python" -m pip install --disable-pip-version-check -r "$REQUIREMENTS" \
+        >"$CACHE_DIR/pip-install.log" 2>&1; then
+        grep -v 'is ignored: it is neither a file nor a directory' "$CACHE_DIR/pip-install.log" \
+            | tail -n 30 >&2 || true
+        die "pip install -r requirements/test.txt failed"
+    fi
+    printf '%s\n' "$want" >"$STAMP"
+else
+    say ".venv is up to date"
+fi
+say "ready"
