@@ -1,0 +1,349 @@
+#!/usr/bin/env python3
+"""Build the k8snode minion images from Debian's packages and PyPI (no registry).
+
+For each release:
+
+1. ``debootstrap --variant=minbase`` into ``.cache/rootfs/<release>``;
+2. ``tar -C ROOTFS -c . | docker import - k8snode-base:<release>-<hash>``;
+3. ``docker build --network host`` of ``images/minion.Dockerfile`` on top of that
+   base: Salt from PyPI in a venv at ``/opt/salt``, ``python`` and ``salt-*`` on PATH.
+
+The final tag is ``k8snode-minion:<release>-<hash>``, where the hash covers every input
+(Dockerfile text, this file's text, the release, the Salt version, the base packages,
+the pip constraints).  An image whose tag already exists is never rebuilt.
+
+Usage::
+
+    python images/build.py [release ...]     # prints "release tag" lines
+
+From Python (tests, demo)::
+
+    from images.build import ensure_images   # or load this file by path
+    tags = ensure_images()                   # {"bullseye": "k8snode-minion:bullseye-...", ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+IMAGES_DIR = REPO_ROOT / "images"
+CACHE_DIR = REPO_ROOT / ".cache"
+ROOTFS_DIR = CACHE_DIR / "rootfs"
+LOCK_FILE = CACHE_DIR / "images.lock"
+LOG_DIR = CACHE_DIR / "logs"
+DOCKERFILE = IMAGES_DIR / "minion.Dockerfile"
+CONSTRAINTS_DIR = IMAGES_DIR / "constraints"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+MIRROR = "http://deb.debian.org/debian"
+VARIANT = "minbase"
+BASE_PACKAGES = ("python3", "python3-venv", "procps", "kmod", "iproute2", "ca-certificates")
+
+# release -> Salt version installed from PyPI.  bullseye ships Python 3.9: Salt 3008 needs
+# a newer Python, so it gets the newest 3006 LTS release that installs there.
+RELEASES: dict[str, str] = {
+    "bullseye": "3006.29",
+    "bookworm": "3008.4",
+    "trixie": "3008.4",
+}
+
+BASE_REPO = "k8snode-base"
+MINION_REPO = "k8snode-minion"
+LABEL = "k8snode.image=1"
+HASH_LEN = 12
+
+
+class ImageBuildError(RuntimeError):
+    """An image could not be built (docker, debootstrap or pip failed)."""
+
+
+def _log(msg: str) -> None:
+    print(f"[images] {msg}", file=sys.stderr, flush=True)
+
+
+def _sha(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()[:HASH_LEN]
+
+
+def _constraints_text(release: str) -> str:
+    path = CONSTRAINTS_DIR / f"{release}.txt"
+    return path.read_text() if path.exists() else ""
+
+
+def base_hash(release: str) -> str:
+    return _sha("base-v1", release, MIRROR, VARIANT, ",".join(BASE_PACKAGES))
+
+
+def base_tag(release: str) -> str:
+    return f"{BASE_REPO}:{release}-{base_hash(release)}"
+
+
+def minion_tag(release: str) -> str:
+    if release not in RELEASES:
+        raise ValueError(f"unknown release {release!r}; known: {', '.join(RELEASES)}")
+    digest = _sha(
+        "minion-v1",
+        base_hash(release),
+        DOCKERFILE.read_bytes(),
+        Path(__file__).read_bytes(),
+        release,
+        RELEASES[release],
+        ",".join(BASE_PACKAGES),
+        _constraints_text(release),
+    )
+    return f"{MINION_REPO}:{release}-{digest}"
+
+
+def _run(argv: list[str], log_name: str, **kwargs) -> None:
+    """Run ``argv``, its output going to .cache/logs/<log_name>; raise on failure."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / log_name
+    _log(f"$ {' '.join(argv)}  (log: {log_path.relative_to(REPO_ROOT)})")
+    with open(log_path, "ab") as log:
+        log.write(f"\n$ {' '.join(argv)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=False, **kwargs)
+        except FileNotFoundError as exc:
+            raise ImageBuildError(f"{argv[0]} not found: run `make setup` (scripts/bootstrap.sh)") from exc
+    if proc.returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        raise ImageBuildError(
+            f"command failed with exit code {proc.returncode}: {' '.join(argv)}\n"
+            f"--- last lines of {log_path} ---\n" + "\n".join(tail)
+        )
+
+
+def image_exists(tag: str) -> bool:
+    try:
+        proc = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", tag],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ImageBuildError("the docker client is not installed: run `make setup`") from exc
+    return proc.returncode == 0
+
+
+def check_docker() -> None:
+    try:
+        proc = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise ImageBuildError("the docker client is not installed: run `make setup`") from exc
+    if proc.returncode != 0:
+        raise ImageBuildError(
+            "the Docker engine is not reachable (`docker info` failed): run `make setup`\n"
+            + proc.stderr.strip()
+        )
+
+
+@contextlib.contextmanager
+def _build_lock():
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _debootstrap(release: str) -> Path:
+    """Debootstrap ``release`` into .cache/rootfs/<release> (reused if complete)."""
+    target = ROOTFS_DIR / release
+    stamp = ROOTFS_DIR / f"{release}.stamp"
+    if target.is_dir() and stamp.exists() and stamp.read_text().strip() == base_hash(release):
+        _log(f"{release}: reusing rootfs {target}")
+        return target
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError("debootstrap is not installed: run `make setup`")
+    partial = ROOTFS_DIR / f"{release}.partial"
+    for stale in (target, partial):
+        if stale.exists():
+            shutil.rmtree(stale)
+    stamp.unlink(missing_ok=True)
+    ROOTFS_DIR.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    _run(
+        [
+            "debootstrap",
+            f"--variant={VARIANT}",
+            "--include=" + ",".join(BASE_PACKAGES),
+            release,
+            str(partial),
+            MIRROR,
+        ],
+        f"debootstrap-{release}.log",
+    )
+    # Downloaded .debs are not part of the image.
+    archives = partial / "var" / "cache" / "apt" / "archives"
+    for deb in archives.glob("*.deb"):
+        deb.unlink()
+    partial.rename(target)
+    stamp.write_text(base_hash(release) + "\n")
+    _log(f"{release}: debootstrap done in {time.monotonic() - started:.0f}s")
+    return target
+
+
+def _import_base(release: str) -> str:
+    tag = base_tag(release)
+    if image_exists(tag):
+        _log(f"{release}: base image {tag} exists")
+        return tag
+    rootfs = _debootstrap(release)
+    _log(f"{release}: importing {rootfs} as {tag}")
+    tar_argv = ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."]
+    import_argv = [
+        "docker",
+        "import",
+        "--change",
+        f"LABEL {LABEL}",
+        "--change",
+        f"LABEL k8snode.release={release}",
+        "-",
+        tag,
+    ]
+    tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE)
+    try:
+        imp = subprocess.run(import_argv, stdin=tar.stdout, stdout=subprocess.DEVNULL, check=False)
+    finally:
+        assert tar.stdout is not None
+        tar.stdout.close()
+        tar_rc = tar.wait()
+    if tar_rc != 0 or imp.returncode != 0:
+        raise ImageBuildError(f"{release}: tar ({tar_rc}) | docker import ({imp.returncode}) failed")
+    # The base image in docker is the cache from now on: drop the big tree.
+    shutil.rmtree(rootfs, ignore_errors=True)
+    (ROOTFS_DIR / f"{release}.stamp").unlink(missing_ok=True)
+    return tag
+
+
+def _build_minion(release: str, tag: str) -> None:
+    base = _import_base(release)
+    if not CA_BUNDLE.exists():
+        raise ImageBuildError(f"{CA_BUNDLE} is missing: pip in the image build needs it")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"k8snode-image-{release}-") as ctx:
+        ctx_path = Path(ctx)
+        shutil.copyfile(DOCKERFILE, ctx_path / "Dockerfile")
+        shutil.copyfile(CA_BUNDLE, ctx_path / "ca-certificates.crt")
+        (ctx_path / "constraints.txt").write_text(_constraints_text(release))
+        env = dict(os.environ, DOCKER_BUILDKIT="0")
+        _run(
+            [
+                "docker",
+                "build",
+                "--force-rm",
+                "--network",
+                "host",
+                "--label",
+                LABEL,
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "--build-arg",
+                f"RELEASE={release}",
+                "--build-arg",
+                f"SALT_VERSION={RELEASES[release]}",
+                "--tag",
+                tag,
+                str(ctx_path),
+            ],
+            f"build-{release}.log",
+            env=env,
+        )
+    _verify(release, tag)
+    _log(f"{release}: built {tag} in {time.monotonic() - started:.0f}s")
+    _prune(release, tag)
+
+
+def _prune(release: str, keep: str) -> None:
+    """Untag older k8snode-minion images of ``release``; drop dangling k8snode layers."""
+    proc = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", MINION_REPO],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for tag in proc.stdout.split():
+        if tag.startswith(f"{MINION_REPO}:{release}-") and tag != keep:
+            _log(f"{release}: removing outdated tag {tag}")
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "image", "prune", "--force", "--filter", f"label={LABEL}"],
+        capture_output=True,
+        check=False,
+    )
+
+
+def _verify(release: str, tag: str) -> None:
+    """Check that the image's `python` imports the expected Salt."""
+    probe = "import salt.version, sys; print(salt.version.__version__, sys.version.split()[0])"
+    proc = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", tag, "python", "-c", probe],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0 or proc.stdout.split()[:1] != [RELEASES[release]]:
+        raise ImageBuildError(f"{tag}: salt probe failed: {proc.stdout}{proc.stderr}")
+    _log(f"{release}: salt {proc.stdout.strip()} (salt, python)")
+
+
+def ensure_images(releases=None) -> dict[str, str]:
+    """Make sure the minion image of each release exists; return {release: tag}.
+
+    Builds only what is missing (in sequence: the machines have 2 cores).  Raises
+    ImageBuildError when docker is unreachable or a build fails.
+    """
+    wanted = list(RELEASES) if not releases else list(releases)
+    unknown = [r for r in wanted if r not in RELEASES]
+    if unknown:
+        raise ValueError(f"unknown release(s) {unknown}; known: {', '.join(RELEASES)}")
+    check_docker()
+    tags = {release: minion_tag(release) for release in wanted}
+    missing = [r for r in wanted if not image_exists(tags[r])]
+    if missing:
+        with _build_lock():
+            for release in missing:
+                if image_exists(tags[release]):  # built meanwhile by another process
+                    continue
+                _log(f"{release}: building {tags[release]} (salt {RELEASES[release]})")
+                _build_minion(release, tags[release])
+    return tags
+
+
+def main(argv: list[str]) -> int:
+    try:
+        tags = ensure_images(argv or None)
+    except (ImageBuildError, ValueError) as exc:
+        print(f"images/build.py: error: {exc}", file=sys.stderr)
+        return 1
+    for release, tag in tags.items():
+        print(f"{release} {tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
