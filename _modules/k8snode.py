@@ -122,8 +122,9 @@ EXTRAS = {
             "vm.panic_on_oom": {"value": 0},
             "kernel.panic": {"value": 10},
             "kernel.panic_on_oops": {"value": 1},
-            "kernel.keys.root_maxkeys": {"value": 1000000, "compare": "min"},
-            "kernel.keys.root_maxbytes": {"value": 25000000, "compare": "min"},
+            # Exact, not floors: the kubelet errors on any other value, higher too.
+            "kernel.keys.root_maxkeys": {"value": 1000000},
+            "kernel.keys.root_maxbytes": {"value": 25000000},
         },
     },
     "inotify": {
