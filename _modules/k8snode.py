@@ -861,7 +861,9 @@ def _check_overrides(overrides, source):
     if unknown:
         raise _invalid(source, "setting", sorted(unknown), "one of " + ", ".join(_OVERRIDE_KEYS))
     extras = overrides.get("extras")
-    if extras is not None and (not isinstance(extras, list) or any(extra not in EXTRAS for extra in extras)):
+    if extras is not None and (
+        not isinstance(extras, list) or any(not isinstance(extra, str) or extra not in EXTRAS for extra in extras)
+    ):
         raise _invalid(source, "extras", extras, "a list of: " + ", ".join(sorted(EXTRAS)))
     return overrides
 
@@ -871,7 +873,7 @@ def _resolve_layers(distribution, pillar, arguments, root):
     pillar = _check_overrides(pillar, "pillar k8snode")
     arguments = _check_overrides(arguments, "arguments")
     distribution = distribution or arguments.get("distribution") or pillar.get("distribution") or "kubeadm"
-    if distribution not in DISTRIBUTIONS:
+    if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise _invalid("k8snode", "distribution", distribution, "one of " + ", ".join(sorted(DISTRIBUTIONS)))
     family, os_id, major = _os_identity(root)
     resolved = {
