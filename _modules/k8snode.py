@@ -1640,7 +1640,8 @@ def revert(test=False, root="/", pillar=None, **overrides):
 
         salt '*' k8snode.revert test=True
     """
-    resolved = requirements(None, root=root, pillar=pillar, **overrides)
+    # The same settings as prepare are accepted (and checked); only the file names matter here.
+    resolved = requirements(overrides.pop("distribution", None), root=root, pillar=pillar, **overrides)
     outcome = _Outcome(bool(test))
     with _Lock(root) if not test else _NoLock():
         for what in ("modules_load", "sysctl"):
