@@ -1462,8 +1462,10 @@ def _desired_sysctls(resolved, root, own_boot_values):
     return desired
 
 
-def _set_sysctls(outcome, resolved, root, desired):
-    """Set live values; return the keys the kernel has (the ones to persist)."""
+def _set_sysctls(outcome, resolved, root, desired, loading=()):
+    """Set live values; return the keys the kernel has (the ones to persist).
+
+    ``loading``: modules that test mode would have loaded (their keys don't exist yet)."""
     existing = []
     for key, value in desired.items():
         requirement = resolved["sysctls"][key]
@@ -1471,6 +1473,11 @@ def _set_sysctls(outcome, resolved, root, desired):
         live = _read_live_sysctl(root, key)
         if live is None:
             needed = requirement.get("needs_module")
+            if needed and needed in loading:
+                # test=True: the key appears once the module loads; the real run sets and persists it.
+                existing.append(key)
+                outcome.change(f"sysctl:{key}", None, value)
+                continue
             reason = f"{key} does not exist in this kernel" + (f" ({needed} is not loaded)" if needed else "")
             if requirement["required"]:
                 outcome.fail(f"sysctl:{key}", reason)
@@ -1608,7 +1615,9 @@ def prepare(distribution=None, test=False, root="/", pillar=None, **overrides):
         if _is_ours(own):
             own_values = {sysctl_path(key): value for _, key, value, _ in parse_sysctl_conf(own)[0]}
         desired = _desired_sysctls(resolved, root, own_values)
-        existing = _set_sysctls(outcome, resolved, root, desired)
+        # test=True loads nothing: preview the keys of the modules it would load.
+        loading = {present[name] for name in present if f"module:{name}" in outcome.changes} if test else set()
+        existing = _set_sysctls(outcome, resolved, root, desired, loading)
         content = _render(f"{key} = {desired[key]}" for key in sorted(existing))
         _check_boot_precedence(outcome, resolved, root, sysctl_file, content)
         _write_managed(outcome, root, sysctl_file, content)
