@@ -1447,17 +1447,20 @@ def _render(lines):
 
 
 def _desired_sysctls(resolved, root, own_boot_values):
-    """Values for our sysctl file: floors keep a higher live value, never lower it."""
+    """Values for our sysctl file: floors keep the highest of the value we wrote,
+    the live value and what the other files set at boot, never lower them."""
+    others = effective_boot_sysctls(
+        root, resolved["boot"]["reads_etc_sysctl_conf"], replace={resolved["files"]["sysctl"]["path"]: None}
+    )
     desired = {}
     for key, requirement in resolved["sysctls"].items():
         value = requirement["value"]
         if requirement["compare"] == "min":
-            kept = own_boot_values.get(sysctl_path(key))
-            live = _read_live_sysctl(root, key)
-            if value_satisfies(kept, value, "min"):
-                value = kept
-            elif value_satisfies(live, value, "min"):
-                value = live
+            other = _boot_assignment(sysctl_path(key), others)
+            candidates = (own_boot_values.get(sysctl_path(key)), _read_live_sysctl(root, key), other and other["value"])
+            higher = [int(found) for found in candidates if value_satisfies(found, value, "min")]
+            if higher:
+                value = str(max(higher))
         desired[key] = value
     return desired
 
