@@ -34,7 +34,8 @@ _tolerate_salt_import_hook()
 
 from faketree import FakeTree  # noqa: E402
 
-MODULE_PATH = HERE.parents[1] / "_modules" / "k8snode.py"
+# K8SNODE_MODULE: run the unit layer against another copy of the module (e.g. an older revision).
+MODULE_PATH = Path(os.environ.get("K8SNODE_MODULE") or HERE.parents[1] / "_modules" / "k8snode.py")
 
 
 def load_module(allowed_base, runner=None, pillar=None):
