@@ -15,6 +15,7 @@ the pip constraints).  An image whose tag already exists is never rebuilt.
 Usage::
 
     python images/build.py [release ...]     # prints "release tag" lines
+    python images/build.py --write-constraints   # re-pin images/constraints/*.txt
 
 From Python (tests, demo)::
 
@@ -334,9 +335,39 @@ def ensure_images(releases=None) -> dict[str, str]:
     return tags
 
 
+def write_constraints(releases=None) -> None:
+    """Rewrite images/constraints/<release>.txt from the pip freeze of the current images.
+
+    The constraints pin everything Salt pulls in, so a rebuild installs the same set.
+    Salt itself is left out: RELEASES pins it.  Changing a constraints file changes the
+    image tag, so the next ensure_images() rebuilds with it.
+    """
+    tags = ensure_images(releases)
+    CONSTRAINTS_DIR.mkdir(parents=True, exist_ok=True)
+    skip = ("pip==", "setuptools==", "wheel==", "pkg-resources==", "pkg_resources==", "salt==")
+    for release, tag in tags.items():
+        proc = subprocess.run(
+            ["docker", "run", "--rm", "--network", "none", tag, "/opt/salt/bin/pip", "freeze", "--all"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pins = [line for line in proc.stdout.splitlines() if line and not line.lower().startswith(skip)]
+        header = (
+            f"# pip freeze of /opt/salt in the {release} image (salt {RELEASES[release]}), without\n"
+            "# salt itself; regenerate with `python images/build.py --write-constraints`.\n"
+        )
+        (CONSTRAINTS_DIR / f"{release}.txt").write_text(header + "\n".join(pins) + "\n")
+        _log(f"{release}: wrote {len(pins)} pins to images/constraints/{release}.txt")
+
+
 def main(argv: list[str]) -> int:
+    freeze = "--write-constraints" in argv
+    releases = [arg for arg in argv if arg != "--write-constraints"] or None
     try:
-        tags = ensure_images(argv or None)
+        if freeze:
+            write_constraints(releases)
+        tags = ensure_images(releases)
     except (ImageBuildError, ValueError) as exc:
         print(f"images/build.py: error: {exc}", file=sys.stderr)
         return 1
