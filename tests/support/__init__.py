@@ -1,0 +1,1 @@
+"""Shared helpers for the k8snode test layers (see tests/support/harness.py)."""

@@ -1,0 +1,290 @@
+"""Helpers for the container-based k8snode tests: images, docker networks, salt calls.
+
+Nothing here starts anything by itself; tests/integration/conftest.py wires it into
+pytest fixtures.  Everything docker-related is imported lazily so that the unit layer
+never needs docker.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Debian releases that get a minion container, oldest first.
+RELEASES = ("bullseye", "bookworm", "trixie")
+
+#: Extension directories synced to minions by saltutil.sync_all.
+EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
+
+#: Label on every docker object the tests create (containers and networks).
+TEST_LABEL = "k8snode.test"
+#: Label telling which process created the object: "<pid>:<process start time>".
+OWNER_LABEL = "k8snode.test.owner"
+
+#: Capabilities given to minion containers (--privileged does not work on these machines).
+CAP_ADD = ["NET_ADMIN", "SYS_ADMIN"]
+
+#: Default timeout (seconds) of a salt CLI call made through the master.
+SALT_TIMEOUT = 120
+
+
+def minion_id(release: str) -> str:
+    """The minion id used for ``release`` (``k8snode-<release>``)."""
+    return f"k8snode-{release}"
+
+
+# --------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------
+def load_image_builder():
+    """Import images/build.py by path (``images`` is not a package)."""
+    name = "k8snode_images_build"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "images" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def ensure_images(releases=None) -> dict[str, str]:
+    """Build (if needed) and return ``{release: image tag}``; see images/build.py."""
+    return load_image_builder().ensure_images(releases)
+
+
+# --------------------------------------------------------------------------------------
+# Docker objects owned by a test session
+# --------------------------------------------------------------------------------------
+def _process_start_time(pid: int) -> str | None:
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def owner_labels() -> dict[str, str]:
+    """Labels marking a docker object as created by this very process."""
+    pid = os.getpid()
+    return {TEST_LABEL: "1", OWNER_LABEL: f"{pid}:{_process_start_time(pid)}"}
+
+
+def is_stale(labels: dict[str, str] | None) -> bool:
+    """True when the process that created an object with these labels is gone."""
+    owner = (labels or {}).get(OWNER_LABEL, "")
+    pid_text, _, started = owner.partition(":")
+    if not pid_text.isdigit():
+        return True
+    return _process_start_time(int(pid_text)) != started
+
+
+def remove_stale(client, label: str = TEST_LABEL) -> list[str]:
+    """Remove containers and networks carrying ``label`` whose creator is dead.
+
+    Objects of a concurrently running session (creator alive) are left alone.
+    Returns the names removed.
+    """
+    from docker.errors import APIError, NotFound
+
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": label}):
+        if is_stale(container.labels):
+            try:
+                container.remove(force=True)
+                removed.append(container.name)
+            except NotFound:
+                pass
+    for network in client.networks.list(filters={"label": label}):
+        network.reload()
+        if is_stale(network.attrs.get("Labels")):
+            try:
+                remove_network(client, network.name)
+                removed.append(network.name)
+            except (APIError, NotFound):
+                pass
+    return removed
+
+
+@dataclass(frozen=True)
+class TestNetwork:
+    """A user-defined bridge network created by the tests."""
+
+    __test__ = False  # not a test class, despite the name
+
+    name: str
+    gateway: str
+    subnet: str
+
+
+def create_network(client, prefix: str = "k8snode-test", labels: dict[str, str] | None = None):
+    """Create a bridge network named ``<prefix>-<random>``; docker picks the subnet."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    network = client.networks.create(
+        name, driver="bridge", labels=labels or owner_labels(), check_duplicate=True
+    )
+    network.reload()
+    configs = network.attrs.get("IPAM", {}).get("Config") or []
+    if not configs or not configs[0].get("Gateway"):
+        remove_network(client, name)
+        raise RuntimeError(f"docker network {name} has no gateway: {network.attrs.get('IPAM')}")
+    return TestNetwork(name=name, gateway=configs[0]["Gateway"], subnet=configs[0]["Subnet"])
+
+
+def remove_network(client, name: str) -> None:
+    """Remove a network, force-removing any container still attached to it."""
+    from docker.errors import APIError, NotFound
+
+    try:
+        network = client.networks.get(name)
+    except NotFound:
+        return
+    network.reload()
+    for container_id in (network.attrs.get("Containers") or {}).keys():
+        try:
+            client.containers.get(container_id).remove(force=True)
+        except (APIError, NotFound):
+            pass
+    try:
+        network.remove()
+    except NotFound:
+        pass
+
+
+# --------------------------------------------------------------------------------------
+# Salt configuration
+# --------------------------------------------------------------------------------------
+def make_extension_root(dest: Path) -> Path:
+    """Fill ``dest`` with symlinks ``_modules`` ... ``_output`` -> the repository's dirs.
+
+    ``dest`` goes into the master's file_roots beside <repo>/salt, so saltutil.sync_*
+    ships the repository's extension modules to the minions.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in EXTENSION_DIRS:
+        source = REPO_ROOT / name
+        link = dest / name
+        if source.is_dir() and not link.exists():
+            link.symlink_to(source, target_is_directory=True)
+    return dest
+
+
+def merge_config(base: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base`` (dicts merge, anything else replaces)."""
+    result = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge_config(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def master_config(gateway: str, extension_root: Path, overrides: dict | None = None) -> dict:
+    """Master configuration for the repository's state, pillar and extension trees."""
+    base = {
+        "interface": gateway,
+        "auto_accept": True,
+        "file_roots": {"base": [str(REPO_ROOT / "salt"), str(extension_root)]},
+        "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
+        "timeout": 30,
+    }
+    return merge_config(base, overrides)
+
+
+def minion_overrides(gateway: str, overrides: dict | None = None) -> dict:
+    """Minion config making a container minion talk to the master on ``gateway``."""
+    base = {
+        "master": gateway,
+        "pytest-minion": {"log": {"host": gateway}, "returner_address": {"host": gateway}},
+    }
+    return merge_config(base, overrides)
+
+
+# --------------------------------------------------------------------------------------
+# Running things
+# --------------------------------------------------------------------------------------
+def salt_cmd(master, fun: str, *args, tgt, tgt_type: str = "glob", timeout: int = SALT_TIMEOUT, **kwargs):
+    """Run ``salt TGT FUN ARGS KWARGS`` through ``master``; return the ProcessResult.
+
+    ``tgt`` is a minion id or glob (``tgt_type="glob"``), a list of ids
+    (``tgt_type="list"``) or a compound expression (``tgt_type="compound"``).
+    Keyword arguments become ``key=value`` on the command line (non-strings as JSON).
+    With a single minion id as target, ``result.data`` is that minion's return;
+    otherwise it is ``{minion_id: return}``.  No assertion is made: see salt_run.
+    """
+    cli = master.salt_cli(timeout=timeout)
+    if tgt_type == "glob":
+        return cli.run(fun, *args, minion_tgt=tgt, **kwargs)
+    flags = {"list": "-L", "compound": "-C", "grain": "-G", "pcre": "-E"}
+    if tgt_type not in flags:
+        raise ValueError(f"unsupported tgt_type {tgt_type!r}")
+    target = ",".join(tgt) if isinstance(tgt, (list, tuple)) else tgt
+    # The CLI factory puts minion_tgt right before the function: "-L a,b fun ...".
+    return cli.run(target, fun, *args, minion_tgt=flags[tgt_type], **kwargs)
+
+
+def _expected_ids(tgt, tgt_type: str) -> list[str] | None:
+    if tgt_type == "list":
+        return list(tgt) if isinstance(tgt, (list, tuple)) else tgt.split(",")
+    if tgt_type == "glob" and not any(ch in tgt for ch in "*?[]"):
+        return [tgt]
+    return None
+
+
+def _failed_states(ret: Any) -> list[str]:
+    if not isinstance(ret, dict):
+        return [f"not a state return: {ret!r}"]
+    return [
+        f"{key}: {value.get('comment')!r}"
+        for key, value in ret.items()
+        if isinstance(value, dict) and "result" in value and value["result"] is not True
+    ]
+
+
+def salt_run(master, fun: str, *args, tgt, tgt_type: str = "glob", timeout: int = SALT_TIMEOUT, **kwargs):
+    """Like salt_cmd, but assert that the call worked and return the parsed data.
+
+    Asserts: exit code 0, JSON output, every explicitly targeted minion returned, no
+    "is not available" answer, and for ``state.*`` functions every state succeeded.
+    """
+    result = salt_cmd(master, fun, *args, tgt=tgt, tgt_type=tgt_type, timeout=timeout, **kwargs)
+    where = f"salt {tgt} {fun} {' '.join(map(str, args))}".strip()
+    assert result.returncode == 0, f"{where} failed:\n{result}"
+    assert result.data is not None, f"{where} printed no JSON:\n{result}"
+    expected = _expected_ids(tgt, tgt_type)
+    if expected == [tgt] and tgt_type == "glob":
+        returns = {tgt: result.data}
+    else:
+        assert isinstance(result.data, dict), f"{where}: unexpected output {result.data!r}"
+        returns = result.data
+        for mid in expected or ():
+            assert mid in returns, f"{where}: minion {mid} did not return: {result}"
+    for mid, ret in returns.items():
+        if isinstance(ret, str):
+            assert "is not available" not in ret, f"{where} on {mid}: {ret}"
+            assert "Minion did not return" not in ret, f"{where} on {mid}: {ret}"
+        if fun.startswith("state.") and fun not in ("state.show_sls", "state.show_top"):
+            failed = _failed_states(ret)
+            assert not failed, f"{where} on {mid}: failed states:\n" + "\n".join(failed)
+    return result.data
+
+
+def container_exec(minion, *argv: str) -> tuple[int, str]:
+    """Run ``argv`` inside the minion's container (docker exec); return (exit code, stdout).
+
+    ``minion.run(*argv)`` gives the full ProcessResult (stderr too).
+    """
+    if not argv:
+        raise ValueError("container_exec needs a command")
+    result = minion.run(*argv) if len(argv) > 1 else minion.run([argv[0]])
+    return result.returncode, result.stdout or ""
