@@ -155,8 +155,7 @@ def check_docker() -> None:
         raise ImageBuildError("the docker client is not installed: run `make setup`") from exc
     if proc.returncode != 0:
         raise ImageBuildError(
-            "the Docker engine is not reachable (`docker info` failed): run `make setup`\n"
-            + proc.stderr.strip()
+            "the Docker engine is not reachable (`docker info` failed): run `make setup`\n" + proc.stderr.strip()
         )
 
 

@@ -61,9 +61,7 @@ def test_every_minion_answers_ping_through_master(salt_master, minions):
 
 def test_minions_cover_three_debian_releases_and_two_salt_majors(salt_master, minions):
     ids = [m.id for m in minions.values()]
-    ret = salt_run(
-        salt_master, "grains.item", "saltversion", "osrelease", "oscodename", tgt=ids, tgt_type="list"
-    )
+    ret = salt_run(salt_master, "grains.item", "saltversion", "osrelease", "oscodename", tgt=ids, tgt_type="list")
     majors = set()
     for release, minion in minions.items():
         grains = ret[minion.id]

@@ -7,6 +7,7 @@ never needs docker.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
@@ -129,9 +130,7 @@ class TestNetwork:
 def create_network(client, prefix: str = "k8snode-test", labels: dict[str, str] | None = None):
     """Create a bridge network named ``<prefix>-<random>``; docker picks the subnet."""
     name = f"{prefix}-{secrets.token_hex(4)}"
-    network = client.networks.create(
-        name, driver="bridge", labels=labels or owner_labels(), check_duplicate=True
-    )
+    network = client.networks.create(name, driver="bridge", labels=labels or owner_labels(), check_duplicate=True)
     network.reload()
     configs = network.attrs.get("IPAM", {}).get("Config") or []
     if not configs or not configs[0].get("Gateway"):
@@ -149,15 +148,11 @@ def remove_network(client, name: str) -> None:
     except NotFound:
         return
     network.reload()
-    for container_id in (network.attrs.get("Containers") or {}).keys():
-        try:
+    for container_id in network.attrs.get("Containers") or {}:
+        with contextlib.suppress(APIError, NotFound):
             client.containers.get(container_id).remove(force=True)
-        except (APIError, NotFound):
-            pass
-    try:
+    with contextlib.suppress(NotFound):
         network.remove()
-    except NotFound:
-        pass
 
 
 # --------------------------------------------------------------------------------------
