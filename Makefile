@@ -1,0 +1,22 @@
+# k8snode: test harness entry points.  Everything runs from the repository's .venv,
+# which `make setup` (scripts/bootstrap.sh) creates along with the Docker engine.
+PYTHON := .venv/bin/python
+PY_DIRS := _modules _states _runners _output images scripts tests
+
+.PHONY: setup images test demo lint
+
+setup:
+	bash scripts/bootstrap.sh
+
+images: setup
+	$(PYTHON) images/build.py
+
+# All layers: tests/unit (no Docker), tests/functional, tests/integration (containers).
+test: setup images
+	$(PYTHON) -m pytest tests
+
+demo: setup images
+	$(PYTHON) scripts/demo.py
+
+lint: setup
+	$(PYTHON) -m ruff check $(PY_DIRS)
