@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""`make demo`: a real salt-master and three Debian minion containers, no pytest.
+
+1. builds (or reuses) the minion images (images/build.py);
+2. creates a docker network, writes a master config in a temp dir (file_roots =
+   <repo>/salt + the repo's _modules/_states/_runners/_output, pillar_roots =
+   <repo>/pillar, auto_accept, interface = the network's gateway) and starts
+   ``salt-master`` from this venv;
+3. starts one minion container per release (``k8snode-<release>``) running
+   ``salt-minion`` against that master, waits until all answer ``test.ping`` and
+   runs ``saltutil.sync_all``;
+4. runs the STEPS below, printing for each a heading, the exact command and its
+   output.
+
+Everything (containers, network, master, temp dir) is removed at the end, also on
+failure, Ctrl-C or SIGTERM.  Exit status: 0 when every step worked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RELEASES = ("bullseye", "bookworm", "trixie")
+EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
+DEMO_LABEL = "k8snode.demo"
+OWNER_LABEL = "k8snode.demo.owner"
+MINION_CMD = "mount -o remount,rw /proc/sys; exec salt-minion"
+READY_TIMEOUT = 180
+
+
+class DemoError(RuntimeError):
+    """The demo could not be set up or a step failed."""
+
+
+# ------------------------------------------------------------------------------------
+# The steps.  Add more here: each runs on the master with `-c CONF` added after the
+# program name; `salt` steps target every demo minion.
+# ------------------------------------------------------------------------------------
+@dataclass
+class Step:
+    title: str
+    argv: list[str]  # e.g. ["salt", "*", "k8snode.audit"] or ["salt-run", "k8snode.report"]
+    # Text that, when found in the output, means the k8snode code is not there yet.
+    missing_markers: tuple[str, ...] = ("is not available",)
+    missing_message: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+STEPS: list[Step] = [
+    Step(
+        title="Step 1: audit every node (nothing changed yet)",
+        argv=["salt", "*", "k8snode.audit"],
+        missing_message=(
+            "k8snode.audit is not available on the minions: the execution module "
+            "_modules/k8snode.py does not exist yet (or does not load)."
+        ),
+    ),
+    # Step("Step 2: prepare the nodes", ["salt", "*", "state.apply", "k8snode"]),
+    # Step("Step 3: audit again", ["salt", "*", "k8snode.audit"]),
+    # Step("Step 4: fleet report", ["salt-run", "k8snode.report"]),
+]
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def heading(text: str) -> None:
+    say()
+    say("=" * 78)
+    say(text)
+    say("=" * 78)
+
+
+# ------------------------------------------------------------------------------------
+# Plumbing
+# ------------------------------------------------------------------------------------
+def run(argv: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if check and proc.returncode != 0:
+        raise DemoError(f"`{shlex.join(argv)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def load_image_builder():
+    spec = importlib.util.spec_from_file_location("k8snode_images_build", REPO_ROOT / "images" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def owner_label() -> str:
+    import psutil
+
+    me = psutil.Process(os.getpid())
+    return f"{me.pid}:{me.create_time():.2f}"
+
+
+def owner_alive(owner: str) -> bool:
+    import psutil
+
+    pid_text, _, started = owner.partition(":")
+    if not pid_text.isdigit():
+        return False
+    try:
+        return f"{psutil.Process(int(pid_text)).create_time():.2f}" == started
+    except psutil.NoSuchProcess:
+        return False
+
+
+def remove_stale_demo_objects() -> None:
+    """Remove containers/networks of earlier demo runs whose process is gone."""
+    for kind in ("container", "network"):
+        list_argv = ["docker", kind, "ls", "--filter", f"label={DEMO_LABEL}", "--format", "{{.ID}}"]
+        if kind == "container":
+            list_argv.insert(3, "--all")
+        for obj_id in run(list_argv).stdout.split():
+            fmt = '{{index .Config.Labels "%s"}}' if kind == "container" else '{{index .Labels "%s"}}'
+            owner = run(["docker", kind, "inspect", "--format", fmt % OWNER_LABEL, obj_id], check=False)
+            if not owner_alive(owner.stdout.strip()):
+                say(f"  removing stale demo {kind} {obj_id[:12]}")
+                rm = ["docker", "rm", "--force", obj_id] if kind == "container" else ["docker", "network", "rm", obj_id]
+                run(rm, check=False)
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout: float, master: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if master.poll() is not None:
+            raise DemoError(f"salt-master exited with {master.returncode}")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise DemoError(f"salt-master did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.suffix = secrets.token_hex(3)
+        self.tmp = Path(tempfile.mkdtemp(prefix="k8snode-demo-"))
+        self.conf_dir = self.tmp / "master"
+        self.network: str | None = None
+        self.gateway: str | None = None
+        self.containers: list[str] = []
+        self.master: subprocess.Popen | None = None
+        self.ids = [f"k8snode-{release}" for release in RELEASES]
+        bindir = Path(sys.executable).parent
+        self.salt_bin = {name: str(bindir / name) for name in ("salt", "salt-master", "salt-run", "salt-key")}
+
+    # --- setup -------------------------------------------------------------------
+    def setup(self) -> None:
+        missing = [path for path in self.salt_bin.values() if not Path(path).exists()]
+        if missing:
+            raise DemoError(f"{missing[0]} is missing: run `make setup`")
+        heading("Setting up: images, network, master, three minions")
+        tags = load_image_builder().ensure_images(RELEASES)
+        for release, tag in tags.items():
+            say(f"  image {release}: {tag}")
+        remove_stale_demo_objects()
+        owner = owner_label()
+
+        self.network = f"k8snode-demo-{self.suffix}"
+        run(
+            [
+                "docker",
+                "network",
+                "create",
+                "--label",
+                f"{DEMO_LABEL}=1",
+                "--label",
+                f"{OWNER_LABEL}={owner}",
+                self.network,
+            ]
+        )
+        self.gateway = run(
+            ["docker", "network", "inspect", "--format", "{{(index .IPAM.Config 0).Gateway}}", self.network]
+        ).stdout.strip()
+        if not self.gateway:
+            raise DemoError(f"docker network {self.network} has no gateway")
+        say(f"  network {self.network}, master on its gateway {self.gateway}")
+
+        ret_port, publish_port = free_port(self.gateway), free_port(self.gateway)
+        self._write_master_config(ret_port, publish_port)
+        log = open(self.tmp / "salt-master.out", "wb")  # noqa: SIM115 - closed with the process
+        self.master = subprocess.Popen(
+            [self.salt_bin["salt-master"], "-c", str(self.conf_dir), "-l", "warning"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.gateway, ret_port, 60, self.master)
+        say(f"  salt-master running (pid {self.master.pid}, config {self.conf_dir / 'master'})")
+
+        for release in RELEASES:
+            self._start_minion(release, tags[release], ret_port, owner)
+        self._wait_for_minions()
+        self.salt(["saltutil.sync_all"], quiet=True)
+        say("  saltutil.sync_all done")
+
+    def _write_master_config(self, ret_port: int, publish_port: int) -> None:
+        root = self.tmp / "root"
+        ext = self.tmp / "extensions"
+        ext.mkdir(parents=True)
+        for name in EXTENSION_DIRS:
+            if (REPO_ROOT / name).is_dir():
+                (ext / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
+        import getpass
+
+        config = {
+            "id": "k8snode-demo-master",
+            "user": getpass.getuser(),
+            "interface": self.gateway,
+            "ret_port": ret_port,
+            "publish_port": publish_port,
+            "root_dir": str(root),
+            "pki_dir": str(root / "pki"),
+            "cachedir": str(root / "cache"),
+            "sock_dir": str(root / "sock"),
+            "pidfile": str(root / "salt-master.pid"),
+            "log_file": str(root / "master.log"),
+            "key_logfile": str(root / "key.log"),
+            "auto_accept": True,
+            "file_roots": {"base": [str(REPO_ROOT / "salt"), str(ext)]},
+            "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
+            "timeout": 30,
+        }
+        self.conf_dir.mkdir(parents=True)
+        (self.conf_dir / "master").write_text(yaml.safe_dump(config, default_flow_style=False))
+
+    def _start_minion(self, release: str, image: str, ret_port: int, owner: str) -> None:
+        mid = f"k8snode-{release}"
+        conf = self.tmp / f"minion-{release}"
+        conf.mkdir()
+        (conf / "minion").write_text(
+            yaml.safe_dump(
+                {
+                    "id": mid,
+                    "master": self.gateway,
+                    "master_port": ret_port,
+                    "acceptance_wait_time": 2,
+                    "random_reauth_delay": 0,
+                    "log_level": "warning",
+                }
+            )
+        )
+        name = f"k8snode-demo-{release}-{self.suffix}"
+        argv = [
+            "docker", "run", "--detach", "--name", name, "--hostname", mid,
+            "--network", self.network, "--cap-add", "NET_ADMIN", "--cap-add", "SYS_ADMIN",
+            "--label", f"{DEMO_LABEL}=1", "--label", f"{OWNER_LABEL}={owner}",
+            "--volume", f"{conf / 'minion'}:/etc/salt/minion:ro",
+            image, "sh", "-c", MINION_CMD,
+        ]  # fmt: skip
+        run(argv)
+        self.containers.append(name)
+        say(f"  container {name} ({image}) started")
+
+    def _wait_for_minions(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        answered: set[str] = set()
+        while time.monotonic() < deadline:
+            proc = self.salt(["test.ping"], timeout=5, check=False, quiet=True, out="json")
+            answered = {mid for mid, ret in _json_lines(proc.stdout).items() if ret is True}
+            if answered >= set(self.ids):
+                say(f"  all minions answer test.ping: {', '.join(sorted(answered))}")
+                return
+            for name in self.containers:
+                state = run(["docker", "inspect", "--format", "{{.State.Status}}", name], check=False)
+                if state.stdout.strip() != "running":
+                    logs = run(["docker", "logs", "--tail", "30", name], check=False)
+                    raise DemoError(f"container {name} is {state.stdout.strip()}:\n{logs.stdout}{logs.stderr}")
+            time.sleep(2)
+        missing = sorted(set(self.ids) - answered)
+        raise DemoError(f"minions {missing} did not answer test.ping within {READY_TIMEOUT}s")
+
+    # --- running salt ------------------------------------------------------------
+    def command(self, argv: list[str]) -> list[str]:
+        """The full command line for a step: `-c CONF` after the program; salt targets all."""
+        program, *rest = argv
+        return [self.salt_bin.get(program, program), "-c", str(self.conf_dir), *rest]
+
+    def salt(self, args, timeout=120, check=True, quiet=False, out=None) -> subprocess.CompletedProcess:
+        argv = [self.salt_bin["salt"], "-c", str(self.conf_dir), "--timeout", str(timeout)]
+        if out:
+            argv += ["--out", out, "--static"]
+        argv += ["-L", ",".join(self.ids), *args]
+        proc = run(argv, check=False)
+        if check and proc.returncode != 0:
+            raise DemoError(f"`{shlex.join(argv)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+        if not quiet:
+            say(proc.stdout + proc.stderr)
+        return proc
+
+    def run_steps(self) -> int:
+        for step in STEPS:
+            argv = self.command(step.argv)
+            heading(step.title)
+            say("$ " + shlex.join(argv))
+            say()
+            proc = run(argv, check=False, env=dict(os.environ, **step.extra_env))
+            output = proc.stdout + proc.stderr
+            say(output.rstrip())
+            if any(marker in output for marker in step.missing_markers):
+                say()
+                say("!! " + (step.missing_message or f"{shlex.join(step.argv)}: function not available"))
+                return 3
+            if proc.returncode != 0 or "Minion did not return" in output:
+                say()
+                say(f"!! step failed (exit code {proc.returncode})")
+                return 1
+        heading("All steps done")
+        return 0
+
+    # --- teardown ----------------------------------------------------------------
+    def cleanup(self) -> None:
+        for name in self.containers:
+            run(["docker", "rm", "--force", name], check=False)
+        self.containers.clear()
+        if self.network:
+            run(["docker", "network", "rm", self.network], check=False)
+            self.network = None
+        if self.master is not None and self.master.poll() is None:
+            try:
+                os.killpg(self.master.pid, signal.SIGTERM)
+                self.master.wait(timeout=20)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(self.master.pid, signal.SIGKILL)
+                self.master.wait()
+        self.master = None
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _json_lines(text: str) -> dict:
+    import json
+
+    merged = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                merged.update(json.loads(line))
+    if not merged:
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                merged = data
+        except ValueError:
+            pass
+    return merged
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    demo = Demo()
+    try:
+        demo.setup()
+        return demo.run_steps()
+    except DemoError as exc:
+        say(f"\n!! demo failed: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("\n!! interrupted")
+        return 130
+    finally:
+        # Cleanup must not be interrupted half-way by a second signal.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say("\nCleaning up (containers, network, master, temp dir) ...")
+        demo.cleanup()
+        say("done.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
