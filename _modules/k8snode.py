@@ -240,7 +240,8 @@ def _check_module_name(name, source):
         raise _invalid(
             source, "kernel module name", name, "a plain module name of letters, digits, '_' and '-' (at most 55)"
         )
-    return name
+    # modprobe and modules-load.d take either; the kernel (/proc/modules, /sys/module) uses '_'.
+    return name.replace("-", "_")
 
 
 def _check_sysctl_key(key, source):
@@ -763,7 +764,7 @@ def value_satisfies(actual, expected, compare="exact"):
 
 def _merge_modules(resolved, layer, source):
     for name, spec in _check_mapping(layer, source, "modules").items():
-        _check_module_name(name, source)
+        name = _check_module_name(name, source)
         if spec is False:
             resolved.pop(name, None)
             continue
