@@ -352,7 +352,7 @@ class FakeTree:
         if not isinstance(argv, list):
             return {"retcode": 127, "stdout": "", "stderr": f"fake: argv must be a list, got {argv!r}"}
         if argv[:2] == ["modprobe", "--"] and len(argv) == 3:
-            name = argv[2]
+            name = argv[2].replace("-", "_")  # modprobe treats '-' and '_' alike
             if name in self.modprobe_fails:
                 return {"retcode": 1, "stdout": "", "stderr": self.modprobe_fails[name]}
             if name in self.loaded():

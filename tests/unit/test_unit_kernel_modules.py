@@ -323,3 +323,25 @@ def test_module_status_reports_persisting_files(k8snode, tree, name):
     tree.modules_load("b.conf", [name], directory="usr/lib/modules-load.d")
     status = k8snode.module_status(name, root=tree.path)
     assert status["persisted"] == ["/etc/modules-load.d/a.conf", "/usr/lib/modules-load.d/b.conf"]
+
+
+def test_dashed_module_names_are_the_same_module(k8snode, tree):
+    """modprobe and modules-load.d accept nf-conntrack for nf_conntrack; the kernel lists nf_conntrack."""
+    tree.redhat().fresh_node(modules=("overlay", "br_netfilter", "nf_conntrack"))
+    settings = {"modules": {"nf-conntrack": {}, "br-netfilter": {"alternatives": ["br-netfilter"]}}}
+    resolved = k8snode.requirements(root=tree.path, pillar=settings)
+    assert set(resolved["modules"]) == {"overlay", "br_netfilter", "nf_conntrack"}
+    assert resolved["modules"]["br_netfilter"]["alternatives"] == ["br_netfilter"]
+
+    before = checks(k8snode.audit(root=tree.path, pillar=settings))["module:nf_conntrack"]
+    assert before["live"] == "available"
+
+    ret = k8snode.prepare(root=tree.path, pillar=settings)
+    assert ret["result"] is True, ret["comment"]
+    result = k8snode.audit(root=tree.path, pillar=settings)
+    assert checks(result)["module:nf_conntrack"]["status"] == "ok"
+    assert result["ready"] is True, result["failing"]
+    # Dropping by either spelling works.
+    dropped = k8snode.requirements(root=tree.path, pillar={"modules": {"br-netfilter": False}})
+    assert "br_netfilter" not in dropped["modules"]
+    assert k8snode.module_status("nf-conntrack", root=tree.path)["state"] == "loaded"
