@@ -331,3 +331,30 @@ def test_optional_check_fails_as_warn_and_keeps_ready(k8snode, tree):
     assert "module:br_netfilter" not in result["failing"]
     assert result["ready"] is True
     assert result["summary"]["warn"] >= 3
+
+
+@pytest.mark.parametrize(
+    ("grains", "layer"),
+    [
+        ({"os_family": "Debian", "os": "Debian", "osmajorrelease": 13}, True),
+        ({"os_family": "Debian", "os": "Debian", "osmajorrelease": 12}, False),
+        ({"os_family": "Debian", "os": "Ubuntu", "osmajorrelease": 24}, False),
+    ],
+)
+def test_real_root_takes_os_identity_from_grains(k8snode, grains, layer):
+    """On / the grains say which OS this is (resolution reads no file for it)."""
+    k8snode.__grains__ = grains
+    resolved = k8snode.requirements(root="/", pillar={})
+    assert resolved["os_family"] == "Debian"
+    assert resolved["os"] == f"{grains['os'].lower()}-{grains['osmajorrelease']}"
+    assert ("os_release:Debian>=13" in resolved["order"]) is layer
+    assert resolved["boot"]["reads_etc_sysctl_conf"] is not layer
+
+
+def test_virtual_only_on_linux(k8snode):
+    k8snode.__grains__ = {"kernel": "Linux"}
+    assert k8snode.__virtual__() == "k8snode"
+    k8snode.__grains__ = {"kernel": "Windows"}
+    loaded, reason = k8snode.__virtual__()
+    assert loaded is False
+    assert "Linux" in reason

@@ -316,3 +316,17 @@ def test_missing_bridge_key_names_br_netfilter(k8snode, tree):
     assert check["live"] is None
     assert "does not exist in this kernel" in check["detail"]
     assert "br_netfilter is available" in check["detail"]
+
+
+def test_sysctl_status_without_a_wanted_value(k8snode, tree):
+    tree.redhat(sysctl_conf="net.ipv4.ip_forward = 1\n").kernel_defaults()
+    status = k8snode.sysctl_status("net.ipv4.ip_forward", root=tree.path)
+    assert status == {
+        "key": "net.ipv4.ip_forward",
+        "exists": True,
+        "live": "0",
+        "boot": "1",
+        "boot_file": "/etc/sysctl.d/99-sysctl.conf",
+    }
+    missing = k8snode.sysctl_status("net.bridge.bridge-nf-call-iptables", 1, root=tree.path)
+    assert (missing["exists"], missing["live"], missing["live_ok"], missing["boot_ok"]) == (False, None, False, False)
