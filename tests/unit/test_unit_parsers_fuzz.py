@@ -11,8 +11,9 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-FUZZ_FS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# database=None: nothing is written outside the test directories (no .hypothesis/ in the repo).
+FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ_FS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # No line separators other than \n and \r: str.splitlines also splits on
 # \x0b, \x0c, \x1c-\x1e, \x85, \u2028; those get their own crash-only tests.
