@@ -640,7 +640,8 @@ def parse_sysctl_conf(text):
         key, _, value = line.partition("=")
         key = key.strip()
         ignore_failure = key.startswith("-")
-        key = key.lstrip("-").strip()
+        # systemd strips one '-': the rest belongs to the key.
+        key = key[1:].strip() if ignore_failure else key
         if not key:
             problems.append((number, "empty key"))
             continue
@@ -873,9 +874,10 @@ def _resolve_layers(distribution, pillar, arguments, root):
     """The one place where requirements are resolved; see :func:`requirements`."""
     pillar = _check_overrides(pillar, "pillar k8snode")
     arguments = _check_overrides(arguments, "arguments")
+    source = "arguments" if distribution or arguments.get("distribution") else "pillar k8snode"
     distribution = distribution or arguments.get("distribution") or pillar.get("distribution") or "kubeadm"
     if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
-        raise _invalid("k8snode", "distribution", distribution, "one of " + ", ".join(sorted(DISTRIBUTIONS)))
+        raise _invalid(source, "distribution", distribution, "one of " + ", ".join(sorted(DISTRIBUTIONS)))
     family, os_id, major = _os_identity(root)
     resolved = {
         "distribution": distribution,
@@ -1057,30 +1059,35 @@ def swap_status(root="/"):
         if line.split():
             active.append(line.split()[0])
     at_boot = [f"/etc/fstab: {device}" for device in _fstab_swap_lines(_read_text(_path(root, "etc/fstab")) or "")[1]]
-    for directory in (
-        "etc/systemd/system",
-        "etc/systemd/system/swap.target.wants",
-        "etc/systemd/system/local-fs.target.wants",
-    ):
+    # Only enabled units start at boot: the ones linked from a .wants directory.
+    for directory in ("etc/systemd/system/swap.target.wants", "etc/systemd/system/local-fs.target.wants"):
         try:
             names = sorted(os.listdir(_path(root, directory)))
         except OSError:
             continue
         for name in names:
             unit = os.path.join(_path(root, directory), name)
-            if name.endswith(".swap") and not (os.path.islink(unit) and os.readlink(unit) == "/dev/null"):
+            if name.endswith(".swap") and not _is_masked(unit):
                 at_boot.append(f"/{directory}/{name}")
     if os.path.exists(_path(root, "etc/systemd/zram-generator.conf")):
         at_boot.append("/etc/systemd/zram-generator.conf")
+    if _is_masked(_path(root, "etc/systemd/system/swap.target")):
+        # kubespray's way: with swap.target masked, systemd activates no swap at boot.
+        at_boot = []
     return {"active": active, "at_boot": sorted(set(at_boot))}
 
 
+def _is_masked(path):
+    return os.path.islink(path) and os.readlink(path) == "/dev/null"
+
+
 def _fstab_swap_lines(text):
-    """Return (line indexes, devices) of active swap entries in fstab text."""
+    """Return (line indexes, devices) of the fstab swap entries activated at boot."""
     indexes, devices = [], []
     for index, line in enumerate(text.splitlines()):
         fields = line.split()
-        if len(fields) >= 3 and not fields[0].startswith("#") and fields[2] == "swap":
+        noauto = len(fields) >= 4 and "noauto" in fields[3].split(",")
+        if len(fields) >= 3 and not fields[0].startswith("#") and fields[2] == "swap" and not noauto:
             indexes.append(index)
             devices.append(fields[0])
     return indexes, devices

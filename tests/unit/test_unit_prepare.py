@@ -372,8 +372,9 @@ def test_swap_warn_policy_leaves_swap_alone(k8snode, tree):
 def test_swap_unit_is_reported_not_edited(k8snode, tree):
     tree.redhat().fresh_node()
     tree.write("etc/systemd/system/swapfile.swap", "[Swap]\nWhat=/swapfile\n")
+    tree.symlink("etc/systemd/system/swap.target.wants/swapfile.swap", "../swapfile.swap")
     ret = k8snode.prepare(root=tree.path)
-    assert "/etc/systemd/system/swapfile.swap" in ret["failures"]["swap"]
+    assert "/etc/systemd/system/swap.target.wants/swapfile.swap" in ret["failures"]["swap"]
     assert tree.read("etc/systemd/system/swapfile.swap") == "[Swap]\nWhat=/swapfile\n"
 
 

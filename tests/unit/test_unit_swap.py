@@ -39,12 +39,12 @@ def test_fstab_swap_lines_but_not_comments(k8snode, tree):
 
 
 def test_systemd_swap_units(k8snode, tree):
-    tree.write("etc/systemd/system/swapfile.swap", "[Swap]\nWhat=/swapfile\n")
+    tree.write("etc/systemd/system/swapfile.swap", "[Swap]\nWhat=/swapfile\n")  # not enabled
     tree.symlink("etc/systemd/system/swap.target.wants/dev-zram0.swap", "../dev-zram0.swap")
-    tree.symlink("etc/systemd/system/dev-vda3.swap", "/dev/null")  # masked: never activated
+    tree.symlink("etc/systemd/system/swap.target.wants/dev-vda3.swap", "/dev/null")  # masked: never activated
     tree.write("etc/systemd/zram-generator.conf", "[zram0]\n")
     at_boot = k8snode.swap_status(root=tree.path)["at_boot"]
-    assert "/etc/systemd/system/swapfile.swap" in at_boot
+    assert "/etc/systemd/system/swapfile.swap" not in at_boot
     assert "/etc/systemd/system/swap.target.wants/dev-zram0.swap" in at_boot
     assert "/etc/systemd/zram-generator.conf" in at_boot
     assert not any("dev-vda3" in where for where in at_boot)
@@ -96,3 +96,15 @@ def test_yaml_off_read_as_false_means_off(k8snode, tree):
         "policy": "off",
         "source": "pillar",
     }
+
+
+def test_noauto_fstab_swap_does_not_come_back_at_boot(k8snode, tree):
+    tree.fstab("/dev/vda3 none swap sw,noauto 0 0\n/swapfile none swap sw 0 0\n")
+    assert k8snode.swap_status(root=tree.path)["at_boot"] == ["/etc/fstab: /swapfile"]
+
+
+def test_a_masked_swap_target_means_no_swap_at_boot(k8snode, tree):
+    tree.fstab("/swapfile none swap sw 0 0\n")
+    tree.symlink("etc/systemd/system/swap.target.wants/dev-zram0.swap", "../dev-zram0.swap")
+    tree.symlink("etc/systemd/system/swap.target", "/dev/null")
+    assert k8snode.swap_status(root=tree.path)["at_boot"] == []
