@@ -26,7 +26,6 @@ import logging
 import secrets
 import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,31 +62,35 @@ def pytest_unconfigure(config):
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def docker_client():
-    try:
-        import docker
+    import docker
 
+    problem = None
+    try:
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing
-        pytest.fail(
-            f"Docker is not reachable ({exc}). Run `make setup` (scripts/bootstrap.sh).",
-            pytrace=False,
-        )
+        problem = f"Docker is not reachable ({exc}). Run `make setup` (scripts/bootstrap.sh)."
+    if problem:  # fail (never skip), outside the except block: no chained traceback
+        pytest.fail(problem, pytrace=False)
     yield client
     client.close()
 
 
 @pytest.fixture(scope="session")
 def minion_images(docker_client) -> dict[str, str]:
+    problem = None
     try:
         return harness.ensure_images(RELEASES)
     except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"Could not build the minion images: {exc}", pytrace=False)
+        problem = f"Could not build the minion images: {exc}"
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture(scope="session")
 def test_network(docker_client):
-    removed = harness.remove_stale(docker_client)
+    # Leftovers of sessions that died without teardown (their creator is gone);
+    # objects of a concurrently running session are left alone.
+    removed = harness.remove_stale(docker_client) + harness.remove_stale_salt_dirs()
     if removed:
         log.warning("Removed stale test objects: %s", removed)
     network = harness.create_network(docker_client)
@@ -103,7 +106,7 @@ def test_network(docker_client):
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def _salt_root_dir():
-    path = Path(tempfile.mkdtemp(prefix="k8snode-salt-"))
+    path = harness.make_salt_root_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -12,7 +12,9 @@ import copy
 import importlib.util
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,52 @@ def remove_stale(client, label: str = TEST_LABEL) -> list[str]:
                 removed.append(network.name)
             except (APIError, NotFound):
                 pass
+    return removed
+
+
+SALT_DIR_PREFIX = "k8snode-salt-"
+OWNER_FILE = ".k8snode-owner"
+
+
+def make_salt_root_dir() -> Path:
+    """A fresh temp dir for the salt daemons of this session, marked with its owner."""
+    path = Path(tempfile.mkdtemp(prefix=SALT_DIR_PREFIX))
+    (path / OWNER_FILE).write_text(owner_labels()[OWNER_LABEL])
+    return path
+
+
+def remove_stale_salt_dirs(grace: float = 5.0) -> list[str]:
+    """Clean up after sessions that died without teardown (SIGKILL, OOM, ...).
+
+    For every ``$TMPDIR/k8snode-salt-*`` dir whose owner process is gone: stop the
+    processes that session started (salt-master & co., found by that dir in their
+    command line), then remove the dir.  Containers and networks are handled by
+    remove_stale().  Returns the dirs removed.
+    """
+    import psutil
+
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{SALT_DIR_PREFIX}*"):
+        owner_file = path / OWNER_FILE
+        if not path.is_dir() or not owner_file.exists():
+            continue
+        if not is_stale({OWNER_LABEL: owner_file.read_text().strip()}):
+            continue
+        marker = str(path) + os.sep
+        leftovers = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            cmdline = proc.info.get("cmdline") or []
+            if proc.pid != os.getpid() and any(marker in arg for arg in cmdline):
+                leftovers.append(proc)
+        for proc in leftovers:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        _, alive = psutil.wait_procs(leftovers, timeout=grace)
+        for proc in alive:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
     return removed
 
 
