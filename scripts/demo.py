@@ -40,6 +40,7 @@ RELEASES = ("bullseye", "bookworm", "trixie")
 EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
 DEMO_LABEL = "k8snode.demo"
 OWNER_LABEL = "k8snode.demo.owner"
+OWNER_FILE = ".k8snode-demo-owner"
 MINION_CMD = "mount -o remount,rw /proc/sys; exec salt-minion"
 READY_TIMEOUT = 180
 
@@ -139,6 +140,30 @@ def remove_stale_demo_objects() -> None:
                 run(rm, check=False)
 
 
+def remove_stale_demo_dirs() -> None:
+    """Stop the salt-master of earlier demo runs that died (SIGKILL) and drop their temp dirs."""
+    import psutil
+
+    for path in Path(tempfile.gettempdir()).glob("k8snode-demo-*"):
+        owner_file = path / OWNER_FILE
+        if not owner_file.exists() or owner_alive(owner_file.read_text().strip()):
+            continue
+        marker = str(path) + os.sep
+        procs = [
+            proc
+            for proc in psutil.process_iter(["cmdline"])
+            if any(marker in arg for arg in proc.info.get("cmdline") or [])
+        ]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
+        for proc in psutil.wait_procs(procs, timeout=10)[1]:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        say(f"  removing stale demo dir {path}")
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
@@ -181,7 +206,9 @@ class Demo:
         for release, tag in tags.items():
             say(f"  image {release}: {tag}")
         remove_stale_demo_objects()
+        remove_stale_demo_dirs()
         owner = owner_label()
+        (self.tmp / OWNER_FILE).write_text(owner)
 
         self.network = f"k8snode-demo-{self.suffix}"
         run(
