@@ -48,15 +48,19 @@ else
     say "starting dockerd (log: .cache/dockerd.log)"
     # setsid + nohup: the engine must outlive this script and make.
     "${SUDO[@]}" setsid nohup dockerd >>"$CACHE_DIR/dockerd.log" 2>&1 </dev/null &
+    dockerd_pid=$!
     for _ in $(seq 1 60); do
         if docker info >/dev/null 2>&1; then
             break
+        fi
+        if ! kill -0 "$dockerd_pid" 2>/dev/null && ! pgrep -x dockerd >/dev/null 2>&1; then
+            break  # dockerd exited: no point in waiting
         fi
         sleep 1
     done
     if ! docker info >/dev/null 2>&1; then
         tail -n 20 "$CACHE_DIR/dockerd.log" >&2 || true
-        die "dockerd did not answer \`docker info\` within 60 s"
+        die "dockerd did not answer \`docker info\` (see .cache/dockerd.log)"
     fi
     say "docker engine is up"
 fi
