@@ -151,3 +151,30 @@ def test_lock_held_by_another_run(k8snode, tree):
             k8snode.prepare(root=tree.path)
         assert tree.snapshot() == before
     assert tree.calls == []
+
+
+def test_empty_pillar_means_kubeadm(k8snode, tree):
+    tree.redhat()
+    for empty in ({}, {"k8snode": None}, {"k8snode": {}}):
+        k8snode.__pillar__ = empty
+        assert k8snode.requirements(root=tree.path)["distribution"] == "kubeadm"
+
+
+def test_a_huge_pillar_with_one_bad_value_names_it_and_writes_nothing(k8snode, tree):
+    tree.redhat().fresh_node()
+    sysctls = {f"net.ipv4.conf.eth{index}.rp_filter": 1 for index in range(10_000)}
+    sysctls["net.ipv4.conf.eth9999.rp_filter"] = "loose"
+    before = tree.snapshot()
+    with pytest.raises(SaltInvocationError) as info:
+        k8snode.prepare(root=tree.path, pillar={"sysctls": sysctls})
+    assert "net.ipv4.conf.eth9999.rp_filter 'loose'" in str(info.value)
+    assert tree.snapshot() == before
+    assert tree.calls == []
+
+
+def test_a_huge_valid_pillar_resolves_every_key(k8snode, tree):
+    tree.redhat()
+    sysctls = {f"net.ipv4.conf.eth{index}.rp_filter": {"value": 1, "required": False} for index in range(10_000)}
+    resolved = k8snode.requirements(root=tree.path, pillar={"sysctls": sysctls})
+    assert len(resolved["sysctls"]) == 10_000 + 3
+    assert resolved["sysctls"]["net.ipv4.conf.eth42.rp_filter"]["source"] == "pillar"
