@@ -230,12 +230,15 @@ def start_minion(salt_master, test_network, minion_images):
         master = master or salt_master
         mid = minion_id or f"k8snode-{release}-extra-{secrets.token_hex(3)}"
         minion = _container_minion(master, test_network, minion_images[release], mid, overrides)
-        created.append(minion)
+        created.append((master, minion))
         minion.start()
         if sync:
             _sync_all(master, [mid])
         return minion
 
     yield _start
-    for minion in reversed(created):
+    for master, minion in reversed(created):
         minion.terminate()
+        # Forget its key, or later `salt '*'` calls would wait for a minion that is gone.
+        if master.is_running():
+            master.salt_key_cli().run("--delete", minion.id, "--yes")

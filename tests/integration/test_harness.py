@@ -117,3 +117,19 @@ def test_extra_master_with_custom_config_and_late_minion(
     # The session master does not know this minion.
     other = salt_cmd(salt_master, "test.ping", tgt=minion.id, timeout=5)
     assert other.data != True  # noqa: E712 - "no minions matched" or no return, never True
+
+
+def test_late_minion_on_the_session_master(salt_master, minions, start_minion):
+    minion = start_minion("bullseye")
+    assert minion.id not in [m.id for m in minions.values()]
+    assert salt_run(salt_master, "test.ping", tgt=minion.id) is True
+    grains = salt_run(salt_master, "grains.item", "oscodename", "saltversion", tgt=minion.id)
+    assert grains["oscodename"] == "bullseye"
+    assert grains["saltversion"].startswith("3006.")
+
+
+def test_glob_targets_only_live_minions(salt_master, minions):
+    # Runs after the late-minion tests: their keys were deleted at teardown, so "*"
+    # means exactly the session minions and nobody is waited for.
+    ret = salt_run(salt_master, "test.ping", tgt="*")
+    assert ret == {m.id: True for m in minions.values()}
