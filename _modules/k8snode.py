@@ -548,6 +548,26 @@ def _display(root, path):
     return "/" + os.path.relpath(path, root) if root != "/" else path
 
 
+def _same_file_in(paths, target):
+    """Whether one of ``paths`` resolves to ``target`` (realpath): a stat per path, and
+    realpath only for the ones on the same inode, not a walk of every path."""
+    try:
+        wanted = os.stat(target)
+    except OSError:
+        return False
+    real = None
+    for path in paths:
+        try:
+            if not os.path.samestat(os.stat(path), wanted):
+                continue
+        except OSError:
+            continue
+        real = real or os.path.realpath(target)
+        if os.path.realpath(path) == real:
+            return True
+    return False
+
+
 def parse_modules_load(text):
     """
     Return module names listed in modules-load.d(5) or ``/etc/modules`` text.
@@ -591,7 +611,7 @@ def boot_modules(root="/", etc_modules=None):
     if etc_modules:
         etc_path = _path(root, etc_modules)
         # Debian links /etc/modules-load.d/modules.conf to it: read it once.
-        if not any(os.path.realpath(path) == os.path.realpath(etc_path) for path in files):
+        if not _same_file_in(files, etc_path):
             files.append(etc_path)
     for path in files:
         for name in parse_modules_load(_read_text(path) or ""):
@@ -654,8 +674,8 @@ def _sysctl_files(root, reads_etc_sysctl_conf, replace=None):
     replace = replace or {}
     files = [path for _, path in _conf_files(root, SYSCTL_DIRS)]
     etc_conf = _path(root, "etc/sysctl.conf")
-    linked = any(os.path.realpath(path) == os.path.realpath(etc_conf) for path in files)
-    if reads_etc_sysctl_conf and not linked and os.path.isfile(etc_conf):
+    etc_conf_last = reads_etc_sysctl_conf and os.path.isfile(etc_conf) and not _same_file_in(files, etc_conf)
+    if etc_conf_last:
         # procps' `sysctl --system` and older inits read it last.
         files.append(etc_conf)
     ordered = []
@@ -667,13 +687,13 @@ def _sysctl_files(root, reads_etc_sysctl_conf, replace=None):
         if text is not None and shown not in dict(ordered):
             ordered.append((shown, text))
     listed = [item for item in ordered if item[1] is not None]
-    return sorted(listed, key=lambda item: _boot_sort_key(item[0], root, files))
+    return sorted(listed, key=lambda item: _boot_sort_key(item[0], etc_conf_last))
 
 
-def _boot_sort_key(shown, root, files):
+def _boot_sort_key(shown, etc_conf_last):
     # Files from the sysctl.d directories sort by name; /etc/sysctl.conf
     # (read directly) comes after all of them.
-    if shown == "/etc/sysctl.conf" and _path(root, "etc/sysctl.conf") in files:
+    if shown == "/etc/sysctl.conf" and etc_conf_last:
         return (1, "")
     return (0, os.path.basename(shown))
 
