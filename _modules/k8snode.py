@@ -545,7 +545,13 @@ def _conf_files(root, directories):
 
 
 def _display(root, path):
-    return "/" + os.path.relpath(path, root) if root != "/" else path
+    if root == "/":
+        return path
+    # Paths are built by _path(root, ...): strip the root without relpath's two abspaths.
+    prefix = os.path.join(root, "")
+    if path.startswith(prefix) and "/." not in path[len(prefix) - 1 :] and "//" not in path[len(prefix) - 1 :]:
+        return "/" + path[len(prefix) :]
+    return "/" + os.path.relpath(path, root)
 
 
 def _same_file_in(paths, target):
@@ -634,7 +640,10 @@ def sysctl_path(key):
     first_slash, first_dot = key.find("/"), key.find(".")
     if first_slash != -1 and (first_dot == -1 or first_slash < first_dot):
         return key.strip("/")
-    return key.translate(str.maketrans("./", "/."))
+    return key.translate(_SWAP_DOTS_AND_SLASHES)
+
+
+_SWAP_DOTS_AND_SLASHES = str.maketrans("./", "/.")
 
 
 def parse_sysctl_conf(text):
