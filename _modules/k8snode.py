@@ -294,11 +294,23 @@ def _path(root, relative):
 
 def _read_text(path):
     """Return the file's text, or None when it does not exist or can't be read."""
+    # os.read rather than open(): no buffer object nor isatty() per file (sysctl.d may hold many).
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     # Config files are ASCII in practice; a stray byte must not hide the rest.
     return data.decode("utf-8", errors="replace")
 
