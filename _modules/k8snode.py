@@ -753,10 +753,12 @@ def effective_boot_sysctls(root="/", reads_etc_sysctl_conf=None, replace=None):
         problems.extend(f"{shown}:{number}: {reason}" for number, reason in bad_lines)
         for number, key, value, _ in assignments:
             path_key = sysctl_path(key)
-            if _GLOB_CHARS & set(path_key):
+            if not _GLOB_CHARS.isdisjoint(path_key):
                 globs.append({"pattern": path_key, "value": value, "file": shown, "line": number})
                 continue
-            entry = values.setdefault(path_key, {"assignments": []})
+            entry = values.get(path_key)
+            if entry is None:
+                entry = values[path_key] = {"assignments": []}
             entry.update(value=value, file=shown, line=number)
             entry["assignments"].append([shown, value])
     return {"files": files, "values": values, "globs": globs, "problems": problems}
