@@ -16,6 +16,7 @@ Usage::
 
     python images/build.py [release ...]     # prints "release tag" lines
     python images/build.py --write-constraints   # re-pin images/constraints/*.txt
+    python images/build.py --prune               # also remove outdated k8snode images
 
 From Python (tests, demo)::
 
@@ -40,7 +41,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
 CACHE_DIR = REPO_ROOT / ".cache"
 ROOTFS_DIR = CACHE_DIR / "rootfs"
-LOCK_FILE = CACHE_DIR / "images.lock"
+# Images live in the one docker engine, shared by every checkout on the machine:
+# so is the lock that serialises their builds.
+LOCK_FILE = Path(tempfile.gettempdir()) / "k8snode-images.lock"
 LOG_DIR = CACHE_DIR / "logs"
 DOCKERFILE = IMAGES_DIR / "minion.Dockerfile"
 CONSTRAINTS_DIR = IMAGES_DIR / "constraints"
@@ -161,8 +164,7 @@ def check_docker() -> None:
 
 @contextlib.contextmanager
 def _build_lock():
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as handle:
+    with open(LOCK_FILE, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -275,21 +277,28 @@ def _build_minion(release: str, tag: str) -> None:
         )
     _verify(release, tag)
     _log(f"{release}: built {tag} in {time.monotonic() - started:.0f}s")
-    _prune(release, tag)
 
 
-def _prune(release: str, keep: str) -> None:
-    """Untag older k8snode-minion images of ``release``; drop dangling k8snode layers."""
+def prune(releases=None) -> None:
+    """Remove k8snode images whose tag is not the current one (``--prune``; opt-in).
+
+    Not automatic: another checkout on the machine (an older build.py) may be using
+    an older tag right now.  Images used by a container are kept by docker anyway.
+    """
+    wanted = list(RELEASES) if not releases else list(releases)
+    keep = {minion_tag(r) for r in RELEASES} | {base_tag(r) for r in RELEASES}
     proc = subprocess.run(
-        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", MINION_REPO],
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"label={LABEL}"],
         capture_output=True,
         text=True,
         check=False,
     )
     for tag in proc.stdout.split():
-        if tag.startswith(f"{MINION_REPO}:{release}-") and tag != keep:
-            _log(f"{release}: removing outdated tag {tag}")
-            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+        repo, _, rest = tag.partition(":")
+        release = rest.rsplit("-", 1)[0]
+        if repo in (MINION_REPO, BASE_REPO) and release in wanted and tag not in keep:
+            result = subprocess.run(["docker", "image", "rm", tag], capture_output=True, text=True, check=False)
+            _log(f"removed {tag}" if result.returncode == 0 else f"kept {tag}: {result.stderr.strip()}")
     subprocess.run(
         ["docker", "image", "prune", "--force", "--filter", f"label={LABEL}"],
         capture_output=True,
@@ -361,12 +370,14 @@ def write_constraints(releases=None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    freeze = "--write-constraints" in argv
-    releases = [arg for arg in argv if arg != "--write-constraints"] or None
+    flags = {"--write-constraints", "--prune"}
+    releases = [arg for arg in argv if arg not in flags] or None
     try:
-        if freeze:
+        if "--write-constraints" in argv:
             write_constraints(releases)
         tags = ensure_images(releases)
+        if "--prune" in argv:
+            prune(releases)
     except (ImageBuildError, ValueError) as exc:
         print(f"images/build.py: error: {exc}", file=sys.stderr)
         return 1
