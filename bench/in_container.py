@@ -11,7 +11,9 @@ Runs with the container's ``python`` (Salt's venv); Python 3.9+, standard librar
         same minutes.  Every run's output is checked (``--out=json`` is expected): "ping"
         must return True, "audit" a report with checks, "state" only states with
         result True and no changes (a no-change run).  Output: {"samples": {name:
-        [seconds]}, "state_ms": {name: [sum of the states' own durations, ms]}}.
+        [wall seconds]}, "cpu": {name: [CPU seconds, user+system, of the command and
+        the processes it waited for]}, "state_ms": {name: [sum of the states' own
+        durations, ms]}}.
 
     python in_container.py audit MODULE_PATH ROUNDS
         Imports the execution module by path (as the loader would, with its dunders set
@@ -23,6 +25,7 @@ Runs with the container's ``python`` (Salt's venv); Python 3.9+, standard librar
 
 import importlib.util
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -77,15 +80,23 @@ def time_commands(spec_path):
     commands, checks, rounds = spec["commands"], spec["checks"], int(spec["rounds"])
     names = list(commands)
     samples = {name: [] for name in names}
+    cpu = {name: [] for name in names}
     state_ms = {name: [] for name in names if checks[name] == "state"}
 
+    def children_cpu():
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     def run_one(name, record):
+        cpu_before = children_cpu()
         started = time.perf_counter()
         proc = subprocess.run(commands[name], capture_output=True, text=True, check=False)
         elapsed = time.perf_counter() - started
+        used = children_cpu() - cpu_before
         duration = _check(name, checks[name], proc)
         if record:
             samples[name].append(elapsed)
+            cpu[name].append(used)
             if duration is not None:
                 state_ms[name].append(duration)
 
@@ -95,7 +106,7 @@ def time_commands(spec_path):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
             run_one(name, record=True)
-    return {"samples": samples, "state_ms": state_ms}
+    return {"samples": samples, "cpu": cpu, "state_ms": state_ms}
 
 
 def time_audit(module_path, rounds):
