@@ -883,8 +883,9 @@ class Bench:
                 f"Item 3: the same {size}-vs-1 ratio is {med['floor_n'] / med['floor_1']:.2f} for a state.apply "
                 f"that does nothing and {med['ping_n'] / med['ping_1']:.2f} for test.ping: Salt's per-job cost "
                 f"(job process, pillar, file client, returns) on {os.cpu_count()} CPUs shared by the master, "
-                f"{size} minions and the CLI; k8snode adds {ms(med['apply_n'] - med['floor_n'])} to the "
-                f"{size}-minion run."
+                f"{size} minions and the CLI. The k8snode run minus the empty-state run on {size} minions: "
+                f"{(med['apply_n'] - med['floor_n']) * 1000:+.0f} ms wall, "
+                f"{(cpu_med['apply_n']['minions'] - cpu_med['floor_n']['minions']) * 1000:+.0f} ms of minion CPU."
             )
         for name, count in (("apply_n", size), ("apply_1", 1)):
             used = cpu_med[name]
