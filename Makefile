@@ -1,9 +1,9 @@
 # k8snode: test harness entry points.  Everything runs from the repository's .venv,
 # which `make setup` (scripts/bootstrap.sh) creates along with the Docker engine.
 PYTHON := .venv/bin/python
-PY_DIRS := _modules _states _runners _output images scripts tests
+PY_DIRS := _modules _states _runners _output k8snode_saltext setup.py images scripts tests bench
 
-.PHONY: setup images test demo lint
+.PHONY: setup images test demo lint bench
 
 setup:
 	bash scripts/bootstrap.sh
@@ -12,7 +12,7 @@ images: setup
 	$(PYTHON) images/build.py
 
 # All layers: tests/unit (no Docker), tests/functional, tests/integration (containers).
-test: setup images
+test: setup images lint
 	$(PYTHON) -m pytest tests
 
 demo: setup images
@@ -20,3 +20,7 @@ demo: setup images
 
 lint: setup
 	$(PYTHON) -m ruff check $(PY_DIRS)
+
+# Ratios measured side by side (results: bench/RESULTS.md); not part of make test.
+bench: setup images
+	$(PYTHON) bench/run.py

@@ -15,7 +15,10 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=["k8snode_saltext"] + [f"k8snode_saltext.{kind}" for kind in LOADER_DIRS],
-    package_dir={"k8snode_saltext": "k8snode_saltext", **{f"k8snode_saltext.{kind}": path for kind, path in LOADER_DIRS.items()}},
+    package_dir={
+        "k8snode_saltext": "k8snode_saltext",
+        **{f"k8snode_saltext.{kind}": path for kind, path in LOADER_DIRS.items()},
+    },
     entry_points={"salt.loader": ["k8snode = k8snode_saltext"]},
     classifiers=["Framework :: Salt", "Operating System :: POSIX :: Linux", "Programming Language :: Python :: 3"],
 )

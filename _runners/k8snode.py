@@ -65,7 +65,9 @@ def _summarize(answers, expected):
         "ready": all_ready,
         "retcode": 0 if all_ready else 1,
         "counts": {status: counts[status] for status in (READY, NOT_READY, NO_ANSWER, ERROR)},
-        "common_failures": [[name, count] for name, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))],
+        "common_failures": [
+            [name, count] for name, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))
+        ],
         "hosts": dict(sorted(hosts.items())),
     }
 

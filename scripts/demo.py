@@ -32,6 +32,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -61,20 +62,54 @@ class Step:
     missing_markers: tuple[str, ...] = ("is not available",)
     missing_message: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Checks the step did what its title says: returns what is wrong, or None.
+    expect: Callable[[str], str | None] = lambda output: None
+
+
+def _each_node(word: str):
+    def check(output: str) -> str | None:
+        lines = [line for line in output.splitlines() if line.startswith("k8snode-")]
+        wrong = [line for line in lines if not line.split(": ", 1)[1].startswith(word + " ")]
+        if len(lines) != len(RELEASES) or wrong:
+            return f"expected {len(RELEASES)} nodes {word}, got: {lines}"
+        return None
+
+    return check
+
+
+def _contains(text: str, times: int = 1):
+    def check(output: str) -> str | None:
+        found = output.count(text)
+        return None if found == times else f"expected {text!r} {times} time(s) in the output, found {found}"
+
+    return check
 
 
 STEPS: list[Step] = [
     Step(
-        title="Step 1: audit every node (nothing changed yet)",
-        argv=["salt", "*", "k8snode.audit"],
+        title="Step 1: audit every node (nothing changed yet: none is ready)",
+        argv=["salt", "*", "k8snode.audit", "--out=k8snode"],
         missing_message=(
             "k8snode.audit is not available on the minions: the execution module "
             "_modules/k8snode.py does not exist yet (or does not load)."
         ),
+        expect=_each_node("NOT READY"),
     ),
-    # Step("Step 2: prepare the nodes", ["salt", "*", "state.apply", "k8snode"]),
-    # Step("Step 3: audit again", ["salt", "*", "k8snode.audit"]),
-    # Step("Step 4: fleet report", ["salt-run", "k8snode.report"]),
+    Step(
+        title="Step 2: prepare every node for its distribution (pillar k8snode, kubeadm by default)",
+        argv=["salt", "*", "state.apply", "k8snode", "--state-output=changes"],
+        expect=_contains("Succeeded: 1 (changed=1)", times=len(RELEASES)),
+    ),
+    Step(
+        title="Step 3: audit again: every node is ready, and stays so after a reboot",
+        argv=["salt", "*", "k8snode.audit", "--out=k8snode"],
+        expect=_each_node("READY"),
+    ),
+    Step(
+        title="Step 4: the fleet report (salt-run exits non-zero unless every host is ready)",
+        argv=["salt-run", "k8snode.report"],
+        expect=_contains(f"fleet: {len(RELEASES)} ready"),
+    ),
 ]
 
 
@@ -273,6 +308,9 @@ class Demo:
             "key_logfile": str(root / "key.log"),
             "auto_accept": True,
             "file_roots": {"base": [str(REPO_ROOT / "salt"), str(ext)]},
+            # The master runs the report runner and renders with the k8snode outputter.
+            "runner_dirs": [str(REPO_ROOT / "_runners")],
+            "outputter_dirs": [str(REPO_ROOT / "_output")],
             "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
             "timeout": 30,
         }
@@ -359,6 +397,11 @@ class Demo:
             if proc.returncode != 0 or "Minion did not return" in output:
                 say()
                 say(f"!! step failed (exit code {proc.returncode})")
+                return 1
+            problem = step.expect(output)
+            if problem:
+                say()
+                say(f"!! step did not do what it says: {problem}")
                 return 1
         heading("All steps done")
         return 0

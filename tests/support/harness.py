@@ -238,6 +238,9 @@ def master_config(gateway: str, extension_root: Path, overrides: dict | None = N
         "interface": gateway,
         "auto_accept": True,
         "file_roots": {"base": [str(REPO_ROOT / "salt"), str(extension_root)]},
+        # The master runs the report runner and renders with the k8snode outputter.
+        "runner_dirs": [str(REPO_ROOT / "_runners")],
+        "outputter_dirs": [str(REPO_ROOT / "_output")],
         "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
         "timeout": 30,
     }
