@@ -33,6 +33,7 @@ from saltfactories.daemons.container import SaltMinion as ContainerSaltMinion
 
 from tests.support import harness
 from tests.support.harness import CAP_ADD, RELEASES, minion_id, salt_run
+from tests.support.node_fixtures import fresh_nodes, host_kernel_guard, pristine_net_values  # noqa: F401 (fixtures)
 
 log = logging.getLogger(__name__)
 

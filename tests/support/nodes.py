@@ -1,0 +1,149 @@
+"""Helpers for tests that prepare minion containers as Kubernetes nodes.
+
+A container's ``net.*`` sysctls are its own (per network namespace), but ``vm.*``,
+``fs.*`` and ``kernel.*`` are the host's: :class:`HostKernelGuard` saves those before a
+test and restores them after, so no test leaves the machine's kernel changed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from tests.support.harness import REPO_ROOT, container_exec, salt_cmd
+
+OUR_FILES = (
+    "/etc/sysctl.d/99-k8snode.conf",
+    "/etc/sysctl.d/zz-k8snode.conf",
+    "/etc/modules-load.d/k8snode.conf",
+    "/etc/fstab.k8snode.bak",
+    "/run/k8snode.lock",
+)
+NET_KEYS = (
+    "net/ipv4/ip_forward",
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/ipv6/conf/all/forwarding",
+)
+WATCHED_DIRS = ("/etc/sysctl.d", "/etc/modules-load.d")
+
+
+def load_k8snode():
+    """The execution module, imported by path (for its data tables)."""
+    name = "k8snode_module_for_tests"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "_modules" / "k8snode.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.__grains__, module.__pillar__ = {}, {}
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+def host_global_keys() -> set[str]:
+    """Every non-namespaced sysctl a profile, an extra, or a Debian default file may write."""
+    k8snode = load_k8snode()
+    keys = set()
+    for table in list(k8snode.DISTRIBUTIONS.values()) + list(k8snode.EXTRAS.values()):
+        keys.update(k8snode.sysctl_path(key) for key in table.get("sysctls", {}))
+    # Debian's protect-links.conf, replayed by `sysctl --system` in the reboot test.
+    keys.update(f"fs/protected_{name}" for name in ("hardlinks", "symlinks", "fifos", "regular"))
+    return {key for key in keys if not key.startswith("net/")}
+
+
+class HostKernelGuard:
+    """Save the host's non-namespaced sysctls; restore the ones a test changed."""
+
+    def __init__(self, keys):
+        self.saved = {}
+        for key in sorted(keys):
+            path = Path("/proc/sys") / key
+            if path.exists():
+                self.saved[key] = path.read_text().strip()
+
+    def restore(self) -> dict[str, tuple[str, str]]:
+        changed = {}
+        for key, value in self.saved.items():
+            path = Path("/proc/sys") / key
+            now = path.read_text().strip()
+            if now != value:
+                changed[key] = (value, now)
+                path.write_text(value)
+        return changed
+
+
+def sh(minion, script: str) -> str:
+    """Run a fixed test script in the container; fail loudly when it fails."""
+    code, out = container_exec(minion, "sh", "-ec", script)
+    assert code == 0, f"in {minion.id}: {script!r} exited {code}: {out}"
+    return out
+
+
+def read_file(minion, path: str) -> str | None:
+    code, out = container_exec(minion, "cat", path)
+    return out if code == 0 else None
+
+
+def live(minion, key: str) -> str:
+    return sh(minion, f"cat /proc/sys/{shlex.quote(key)}").strip()
+
+
+def snapshot(minion) -> dict:
+    """Names and contents of the files k8snode may touch, and the live net.* values."""
+    script = (
+        "for d in " + " ".join(WATCHED_DIRS) + "; do for f in $d/* $d/.[!.]*; do "
+        '[ -e "$f" ] && { echo "== $f"; cat "$f"; }; done; done; '
+        'echo "== /etc/fstab"; cat /etc/fstab; '
+        "ls /etc/fstab* ; "
+        "for k in " + " ".join(NET_KEYS) + '; do [ -e /proc/sys/$k ] && echo "$k=$(cat /proc/sys/$k)"; done; true'
+    )
+    return {"files_and_values": sh(minion, script)}
+
+
+def reset_node(master, minion, pristine: dict[str, str]) -> None:
+    """Return a container to what it was when it started: no k8snode files, pristine values."""
+    restore_values = " ".join(f"{key}={value}" for key, value in pristine.items())
+    sh(
+        minion,
+        "rm -f " + " ".join(OUR_FILES) + "; "
+        "rm -f /etc/sysctl.d/.*k8snode-tmp* /etc/modules-load.d/.*k8snode-tmp* /etc/sysctl.d/98-site.conf; "
+        "[ -f /etc/fstab.pristine ] || cp /etc/fstab /etc/fstab.pristine; cp /etc/fstab.pristine /etc/fstab; "
+        f"for kv in {restore_values}; do echo ${{kv#*=}} > /proc/sys/${{kv%%=*}}; done",
+    )
+    salt_cmd(master, "grains.delkey", "k8snode_distribution", tgt=minion.id)
+    salt_cmd(master, "saltutil.refresh_pillar", tgt=minion.id, wait=True)
+
+
+def pristine_values(minion) -> dict[str, str]:
+    out = sh(
+        minion,
+        "for k in " + " ".join(NET_KEYS) + '; do [ -e /proc/sys/$k ] && echo "$k=$(cat /proc/sys/$k)"; done; true',
+    )
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def audit(master, minion, **kwargs) -> dict:
+    result = salt_cmd(master, "k8snode.audit", tgt=minion.id, **kwargs)
+    assert result.returncode == 0, result
+    assert isinstance(result.data, dict) and "checks" in result.data, result
+    return result.data
+
+
+def apply(master, minion, *sls, **kwargs):
+    """state.apply through the master; return (exit code, {state id: state return})."""
+    result = salt_cmd(master, "state.apply", *(sls or ("k8snode",)), tgt=minion.id, **kwargs)
+    assert isinstance(result.data, (dict, list)), result
+    return result.returncode, result.data
+
+
+def only_state(ret: dict) -> dict:
+    """The single state of a one-state run."""
+    assert isinstance(ret, dict) and len(ret) == 1, ret
+    return next(iter(ret.values()))
+
+
+def pillar_arg(settings: dict) -> str:
+    return json.dumps({"k8snode": settings})
