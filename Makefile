@@ -18,8 +18,12 @@ test: setup images lint
 demo: setup images
 	$(PYTHON) scripts/demo.py
 
+SLS_FILES := $(shell find salt pillar -name '*.sls')
+
 lint: setup
 	$(PYTHON) -m ruff check $(PY_DIRS)
+	$(PYTHON) -m ruff format --check $(PY_DIRS)
+	.venv/bin/salt-lint $(SLS_FILES)
 
 # Ratios measured side by side (results: bench/RESULTS.md); not part of make test.
 bench: setup images

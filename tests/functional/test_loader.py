@@ -159,3 +159,38 @@ def test_the_outputter_renders_the_fleet_report(minion_opts):
     assert "ghost" in text
     assert "no answer" in text
     assert "1 x sysctl:net.ipv4.ip_forward" in text
+
+
+@pytest.mark.parametrize("sls", ["k8snode", "k8snode.absent"])
+def test_the_state_tree_renders(loaders, sls):
+    rendered = loaders.modules.state.show_sls(sls)
+    assert isinstance(rendered, dict), rendered
+    (state_id,) = rendered
+    assert sls.replace("k8snode.", "").replace("k8snode", "prepared") in rendered[state_id]["k8snode"]
+
+
+@pytest.mark.parametrize(
+    "relative",
+    [
+        "pillar/top.sls",
+        "pillar/k8snode/kubeadm.sls",
+        "pillar/k8snode/rke2.sls",
+        "pillar/k8snode/k3s.sls",
+        "pillar/k8snode/microk8s.sls",
+        "salt/reactor/k8snode_start.sls",
+    ],
+)
+def test_pillar_and_reactor_files_render(minion_opts, relative):
+    import salt.loader
+    import salt.template
+
+    renderers = salt.loader.render(minion_opts, {})
+    data = salt.template.compile_template(
+        str(REPO / relative), renderers, "jinja|yaml", [], [], data={"id": "k8snode-new"}
+    )
+    assert isinstance(data, dict) and data, relative
+    if relative.startswith("pillar/k8snode/"):
+        assert data["k8snode"]["distribution"] == relative.rsplit("/", 1)[1].removesuffix(".sls")
+    if "reactor" in relative:
+        (job,) = data.values()
+        assert job["local.state.apply"] == [{"tgt": "k8snode-new"}]
