@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import getpass
 import io
 import json
 import os
@@ -61,7 +60,6 @@ CAP_ADD = ["NET_ADMIN", "SYS_ADMIN"]
 LABEL = "k8snode.bench"
 OWNER_LABEL = "k8snode.bench.owner"
 BENCH_IMAGE_REPO = "k8snode-bench-minion"
-EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
 
 # Inside the single-minion container.
 SRV = "/srv/k8snode"  # the repository's _modules, _states, salt/
@@ -632,16 +630,14 @@ class Bench:
     def start_master(self) -> tuple[Path, int]:
         import yaml
 
+        from tests.support import harness
+
         bindir = Path(sys.executable).parent
         master_bin = bindir / "salt-master"
         if not master_bin.exists():
             raise BenchError(f"{master_bin} is missing: run `make setup`")
         root = self.tmp / "master-root"
-        ext = self.tmp / "extensions"
-        ext.mkdir(parents=True)
-        for name in EXTENSION_DIRS:
-            if (REPO_ROOT / name).is_dir():
-                (ext / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
+        ext = harness.make_extension_root(self.tmp / "extensions")
         bench_salt = self.tmp / "bench-salt"
         bench_salt.mkdir()
         for name, text in SLS_FILES.items():
@@ -649,24 +645,9 @@ class Bench:
         ret_port, publish_port = free_port(self.gateway), free_port(self.gateway)
         conf_dir = self.tmp / "master"
         conf_dir.mkdir()
-        config = {
-            "id": f"k8snode-bench-master-{self.suffix}",
-            "user": getpass.getuser(),
-            "interface": self.gateway,
-            "ret_port": ret_port,
-            "publish_port": publish_port,
-            "root_dir": str(root),
-            "pki_dir": str(root / "pki"),
-            "cachedir": str(root / "cache"),
-            "sock_dir": str(root / "sock"),
-            "pidfile": str(root / "salt-master.pid"),
-            "log_file": str(root / "master.log"),
-            "key_logfile": str(root / "key.log"),
-            "auto_accept": True,
-            "file_roots": {"base": [str(REPO_ROOT / "salt"), str(ext), str(bench_salt)]},
-            "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
-            "timeout": 30,
-        }
+        config = harness.standalone_master_config(
+            f"k8snode-bench-master-{self.suffix}", self.gateway, root, ret_port, publish_port, ext, [bench_salt]
+        )
         (conf_dir / "master").write_text(yaml.safe_dump(config))
         log = open(self.tmp / "salt-master.out", "wb")  # noqa: SIM115 - lives as long as the master
         self.master = subprocess.Popen(

@@ -37,8 +37,11 @@ from typing import Callable
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from tests.support import harness  # noqa: E402 (needs the repository on sys.path)
+
 RELEASES = ("bullseye", "bookworm", "trixie")
-EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
 DEMO_LABEL = "k8snode.demo"
 OWNER_LABEL = "k8snode.demo.owner"
 OWNER_FILE = ".k8snode-demo-owner"
@@ -285,35 +288,14 @@ class Demo:
         say("  saltutil.sync_all done")
 
     def _write_master_config(self, ret_port: int, publish_port: int) -> None:
-        root = self.tmp / "root"
-        ext = self.tmp / "extensions"
-        ext.mkdir(parents=True)
-        for name in EXTENSION_DIRS:
-            if (REPO_ROOT / name).is_dir():
-                (ext / name).symlink_to(REPO_ROOT / name, target_is_directory=True)
-        import getpass
-
-        config = {
-            "id": "k8snode-demo-master",
-            "user": getpass.getuser(),
-            "interface": self.gateway,
-            "ret_port": ret_port,
-            "publish_port": publish_port,
-            "root_dir": str(root),
-            "pki_dir": str(root / "pki"),
-            "cachedir": str(root / "cache"),
-            "sock_dir": str(root / "sock"),
-            "pidfile": str(root / "salt-master.pid"),
-            "log_file": str(root / "master.log"),
-            "key_logfile": str(root / "key.log"),
-            "auto_accept": True,
-            "file_roots": {"base": [str(REPO_ROOT / "salt"), str(ext)]},
-            # The master runs the report runner and renders with the k8snode outputter.
-            "runner_dirs": [str(REPO_ROOT / "_runners")],
-            "outputter_dirs": [str(REPO_ROOT / "_output")],
-            "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
-            "timeout": 30,
-        }
+        config = harness.standalone_master_config(
+            "k8snode-demo-master",
+            self.gateway,
+            self.tmp / "root",
+            ret_port,
+            publish_port,
+            harness.make_extension_root(self.tmp / "extensions"),
+        )
         self.conf_dir.mkdir(parents=True)
         (self.conf_dir / "master").write_text(yaml.safe_dump(config, default_flow_style=False))
 

@@ -247,6 +247,30 @@ def master_config(gateway: str, extension_root: Path, overrides: dict | None = N
     return merge_config(base, overrides)
 
 
+def standalone_master_config(
+    master_id: str, gateway: str, root: Path, ret_port: int, publish_port: int, extension_root: Path, extra_roots=()
+) -> dict:
+    """master_config for a salt-master started by hand (demo, bench): every path under ``root``."""
+    import getpass
+
+    config = master_config(gateway, extension_root)
+    config["file_roots"]["base"].extend(str(path) for path in extra_roots)
+    config.update(
+        id=master_id,
+        user=getpass.getuser(),
+        ret_port=ret_port,
+        publish_port=publish_port,
+        root_dir=str(root),
+        pki_dir=str(root / "pki"),
+        cachedir=str(root / "cache"),
+        sock_dir=str(root / "sock"),
+        pidfile=str(root / "salt-master.pid"),
+        log_file=str(root / "master.log"),
+        key_logfile=str(root / "key.log"),
+    )
+    return config
+
+
 def minion_overrides(gateway: str, overrides: dict | None = None) -> dict:
     """Minion config making a container minion talk to the master on ``gateway``."""
     base = {
