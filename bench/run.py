@@ -670,17 +670,9 @@ class Bench:
         return conf_dir, ret_port
 
     def stop_master(self) -> None:
-        if self.master is None or self.master.poll() is not None:
-            self.master = None
-            return
-        try:
-            os.killpg(self.master.pid, signal.SIGTERM)
-            self.master.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(self.master.pid, signal.SIGKILL)
-            self.master.wait()
+        from tests.support import harness
+
+        harness.stop_process_group(self.master)
         self.master = None
 
     def salt(self, conf_dir: Path, ids: list[str], *args, timeout: int = 120) -> tuple[float, dict, str]:

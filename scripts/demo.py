@@ -396,15 +396,7 @@ class Demo:
         if self.network:
             run(["docker", "network", "rm", self.network], check=False)
             self.network = None
-        if self.master is not None and self.master.poll() is None:
-            try:
-                os.killpg(self.master.pid, signal.SIGTERM)
-                self.master.wait(timeout=20)
-            except ProcessLookupError:
-                pass
-            except subprocess.TimeoutExpired:
-                os.killpg(self.master.pid, signal.SIGKILL)
-                self.master.wait()
+        harness.stop_process_group(self.master)
         self.master = None
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -271,6 +271,23 @@ def standalone_master_config(
     return config
 
 
+def stop_process_group(process) -> None:
+    """Stop a daemon started with ``start_new_session=True``: SIGTERM, then SIGKILL after 20 s."""
+    import signal
+    import subprocess
+
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def minion_overrides(gateway: str, overrides: dict | None = None) -> dict:
     """Minion config making a container minion talk to the master on ``gateway``."""
     base = {
