@@ -55,6 +55,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "bench"
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support import harness  # noqa: E402 (needs the repository on sys.path)
+
 RELEASE = "bookworm"
 CAP_ADD = ["NET_ADMIN", "SYS_ADMIN"]
 LABEL = "k8snode.bench"
@@ -181,42 +183,23 @@ def spread(values) -> str:
 # ------------------------------------------------------------------------------------
 # Docker plumbing
 # ------------------------------------------------------------------------------------
-def owner_value() -> str:
-    import psutil
-
-    me = psutil.Process(os.getpid())
-    return f"{me.pid}:{me.create_time():.2f}"
-
-
-def owner_alive(value: str) -> bool:
-    import psutil
-
-    pid, _, started = (value or "").partition(":")
-    if not pid.isdigit():
-        return False
-    try:
-        return f"{psutil.Process(int(pid)).create_time():.2f}" == started
-    except psutil.NoSuchProcess:
-        return False
-
-
 def remove_stale(client) -> None:
     from docker.errors import APIError, NotFound
 
     for container in client.containers.list(all=True, filters={"label": LABEL}):
-        if not owner_alive(container.labels.get(OWNER_LABEL, "")):
+        if not harness.owner_alive(container.labels.get(OWNER_LABEL, "")):
             say(f"  removing stale bench container {container.name}")
             with contextlib.suppress(APIError, NotFound):
                 container.remove(force=True)
     for network in client.networks.list(filters={"label": LABEL}):
         network.reload()
-        if not owner_alive((network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
+        if not harness.owner_alive((network.attrs.get("Labels") or {}).get(OWNER_LABEL, "")):
             say(f"  removing stale bench network {network.name}")
             with contextlib.suppress(APIError, NotFound):
                 network.remove()
     for image in client.images.list(name=BENCH_IMAGE_REPO):
         for tag in image.tags:
-            if tag.startswith(f"{BENCH_IMAGE_REPO}:") and not owner_alive(owner_from_tag(tag.split(":", 1)[1])):
+            if tag.startswith(f"{BENCH_IMAGE_REPO}:") and not harness.owner_alive(owner_from_tag(tag.split(":", 1)[1])):
                 say(f"  removing stale bench image tag {tag}")
                 with contextlib.suppress(APIError, NotFound):
                     client.images.remove(tag, noprune=True)
@@ -339,7 +322,7 @@ class Bench:
         self.client = docker.from_env()
         self.client.ping()
         self.suffix = secrets.token_hex(3)
-        self.owner = owner_value()
+        self.owner = harness.process_owner()
         self.labels = {LABEL: "1", OWNER_LABEL: self.owner}
         self.containers: list = []
         self.network = None
@@ -352,8 +335,6 @@ class Bench:
 
     # --- setup / teardown ------------------------------------------------------------
     def setup(self) -> None:
-        from tests.support import harness
-
         remove_stale(self.client)
         built = harness.ensure_images([RELEASE])[RELEASE]
         # A tag of our own on the same image for the length of the run: a concurrent
@@ -374,8 +355,6 @@ class Bench:
                 container.remove(force=True)
         self.containers.clear()
         if self.network:
-            from tests.support import harness
-
             with contextlib.suppress(APIError, NotFound):
                 harness.remove_network(self.client, self.network)
             self.network = None
@@ -630,8 +609,6 @@ class Bench:
     def start_master(self) -> tuple[Path, int]:
         import yaml
 
-        from tests.support import harness
-
         bindir = Path(sys.executable).parent
         master_bin = bindir / "salt-master"
         if not master_bin.exists():
@@ -642,7 +619,7 @@ class Bench:
         bench_salt.mkdir()
         for name, text in SLS_FILES.items():
             (bench_salt / name).write_text(text)
-        ret_port, publish_port = free_port(self.gateway), free_port(self.gateway)
+        ret_port, publish_port = harness.free_port(self.gateway), harness.free_port(self.gateway)
         conf_dir = self.tmp / "master"
         conf_dir.mkdir()
         config = harness.standalone_master_config(
@@ -670,8 +647,6 @@ class Bench:
         return conf_dir, ret_port
 
     def stop_master(self) -> None:
-        from tests.support import harness
-
         harness.stop_process_group(self.master)
         self.master = None
 
@@ -982,12 +957,6 @@ def fleet_problems(data: dict, ids: list[str], expect_no_change: bool) -> list[s
             elif expect_no_change and state.get("changes"):
                 problems.append(f"{mid} {key}: changed {state['changes']}")
     return problems
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class MemorySampler(threading.Thread):

@@ -144,25 +144,6 @@ def load_image_builder():
     return module
 
 
-def owner_label() -> str:
-    import psutil
-
-    me = psutil.Process(os.getpid())
-    return f"{me.pid}:{me.create_time():.2f}"
-
-
-def owner_alive(owner: str) -> bool:
-    import psutil
-
-    pid_text, _, started = owner.partition(":")
-    if not pid_text.isdigit():
-        return False
-    try:
-        return f"{psutil.Process(int(pid_text)).create_time():.2f}" == started
-    except psutil.NoSuchProcess:
-        return False
-
-
 def remove_stale_demo_objects() -> None:
     """Remove containers/networks of earlier demo runs whose process is gone."""
     for kind in ("container", "network"):
@@ -172,7 +153,7 @@ def remove_stale_demo_objects() -> None:
         for obj_id in run(list_argv).stdout.split():
             fmt = '{{index .Config.Labels "%s"}}' if kind == "container" else '{{index .Labels "%s"}}'
             owner = run(["docker", kind, "inspect", "--format", fmt % OWNER_LABEL, obj_id], check=False)
-            if not owner_alive(owner.stdout.strip()):
+            if not harness.owner_alive(owner.stdout.strip()):
                 say(f"  removing stale demo {kind} {obj_id[:12]}")
                 rm = ["docker", "rm", "--force", obj_id] if kind == "container" else ["docker", "network", "rm", obj_id]
                 run(rm, check=False)
@@ -184,7 +165,7 @@ def remove_stale_demo_dirs() -> None:
 
     for path in Path(tempfile.gettempdir()).glob("k8snode-demo-*"):
         owner_file = path / OWNER_FILE
-        if not owner_file.exists() or owner_alive(owner_file.read_text().strip()):
+        if not owner_file.exists() or harness.owner_alive(owner_file.read_text().strip()):
             continue
         marker = str(path) + os.sep
         procs = [
@@ -200,12 +181,6 @@ def remove_stale_demo_dirs() -> None:
                 proc.kill()
         say(f"  removing stale demo dir {path}")
         shutil.rmtree(path, ignore_errors=True)
-
-
-def free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(host: str, port: int, timeout: float, master: subprocess.Popen) -> None:
@@ -245,7 +220,7 @@ class Demo:
             say(f"  image {release}: {tag}")
         remove_stale_demo_objects()
         remove_stale_demo_dirs()
-        owner = owner_label()
+        owner = harness.process_owner()
         (self.tmp / OWNER_FILE).write_text(owner)
 
         self.network = f"k8snode-demo-{self.suffix}"
@@ -268,7 +243,7 @@ class Demo:
             raise DemoError(f"docker network {self.network} has no gateway")
         say(f"  network {self.network}, master on its gateway {self.gateway}")
 
-        ret_port, publish_port = free_port(self.gateway), free_port(self.gateway)
+        ret_port, publish_port = harness.free_port(self.gateway), harness.free_port(self.gateway)
         self._write_master_config(ret_port, publish_port)
         log = open(self.tmp / "salt-master.out", "wb")  # noqa: SIM115 - closed with the process
         self.master = subprocess.Popen(

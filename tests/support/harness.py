@@ -76,19 +76,35 @@ def _process_start_time(pid: int) -> str | None:
         return None
 
 
+def process_owner() -> str:
+    """``"<pid>:<process start time>"`` of this process: names the owner of what it creates."""
+    pid = os.getpid()
+    return f"{pid}:{_process_start_time(pid)}"
+
+
+def owner_alive(owner: str) -> bool:
+    """True while the process named by a :func:`process_owner` value still runs."""
+    pid_text, _, started = (owner or "").partition(":")
+    return pid_text.isdigit() and _process_start_time(int(pid_text)) == started
+
+
+def free_port(host: str) -> int:
+    """A TCP port free on ``host`` now (for a hand-started salt-master)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 def owner_labels() -> dict[str, str]:
     """Labels marking a docker object as created by this very process."""
-    pid = os.getpid()
-    return {TEST_LABEL: "1", OWNER_LABEL: f"{pid}:{_process_start_time(pid)}"}
+    return {TEST_LABEL: "1", OWNER_LABEL: process_owner()}
 
 
 def is_stale(labels: dict[str, str] | None) -> bool:
     """True when the process that created an object with these labels is gone."""
-    owner = (labels or {}).get(OWNER_LABEL, "")
-    pid_text, _, started = owner.partition(":")
-    if not pid_text.isdigit():
-        return True
-    return _process_start_time(int(pid_text)) != started
+    return not owner_alive((labels or {}).get(OWNER_LABEL, ""))
 
 
 def remove_stale(client, label: str = TEST_LABEL) -> list[str]:
