@@ -678,14 +678,7 @@ class Bench:
         ids = [f"bench-{index}" for index in range(size)]
         containers = {}
         for mid in ids:
-            config = {
-                "id": mid,
-                "master": self.gateway,
-                "master_port": ret_port,
-                "acceptance_wait_time": 2,
-                "random_reauth_delay": 0,
-                "log_level": "warning",
-            }
+            config = harness.standalone_minion_config(mid, self.gateway, ret_port)
             containers[mid] = self.start_container(
                 f"k8snode-bench-{mid}-{self.suffix}",
                 mid,

@@ -278,18 +278,7 @@ class Demo:
         mid = f"k8snode-{release}"
         conf = self.tmp / f"minion-{release}"
         conf.mkdir()
-        (conf / "minion").write_text(
-            yaml.safe_dump(
-                {
-                    "id": mid,
-                    "master": self.gateway,
-                    "master_port": ret_port,
-                    "acceptance_wait_time": 2,
-                    "random_reauth_delay": 0,
-                    "log_level": "warning",
-                }
-            )
-        )
+        (conf / "minion").write_text(yaml.safe_dump(harness.standalone_minion_config(mid, self.gateway, ret_port)))
         name = f"k8snode-demo-{release}-{self.suffix}"
         argv = [
             "docker", "run", "--detach", "--name", name, "--hostname", mid,

@@ -287,6 +287,18 @@ def standalone_master_config(
     return config
 
 
+def standalone_minion_config(minion_id: str, gateway: str, ret_port: int) -> dict:
+    """Minion config for a container's own salt-minion talking to a hand-started master."""
+    return {
+        "id": minion_id,
+        "master": gateway,
+        "master_port": ret_port,
+        "acceptance_wait_time": 2,
+        "random_reauth_delay": 0,
+        "log_level": "warning",
+    }
+
+
 def stop_process_group(process) -> None:
     """Stop a daemon started with ``start_new_session=True``: SIGTERM, then SIGKILL after 20 s."""
     import signal
