@@ -561,9 +561,7 @@ def _display(root, path):
         return path
     # Paths are built by _path(root, ...): strip the root without relpath's two abspaths.
     prefix = os.path.join(root, "")
-    if path.startswith(prefix) and "/." not in path[len(prefix) - 1 :] and "//" not in path[len(prefix) - 1 :]:
-        return "/" + path[len(prefix) :]
-    return "/" + os.path.relpath(path, root)
+    return "/" + path[len(prefix) :] if path.startswith(prefix) else "/" + os.path.relpath(path, root)
 
 
 def _same_file_in(paths, target):
@@ -1165,7 +1163,7 @@ def _check(status, required, expected, live, boot, detail, **extra):
     }
 
 
-def _module_check(name, requirement, facts, persisted, hints, root):
+def _module_check(requirement, facts, persisted, hints, root):
     chosen, state, evidence = _resolve_module(requirement, facts, root)
     files = persisted.get(chosen, [])
     boot = ", ".join(files) if files else ("built in" if state == "builtin" else "not persisted")
@@ -1195,7 +1193,7 @@ def _module_check(name, requirement, facts, persisted, hints, root):
     )
 
 
-def _sysctl_check(key, requirement, boot, facts, root, module_states):
+def _sysctl_check(key, requirement, boot, root, module_states):
     expected, compare = requirement["value"], requirement["compare"]
     live = _read_live_sysctl(root, key)
     winner = _boot_assignment(sysctl_path(key), boot)
@@ -1296,11 +1294,11 @@ def _audit(resolved, root):
     checks = {}
     module_states = {}
     for name, requirement in resolved["modules"].items():
-        check = _module_check(name, requirement, facts, persisted, resolved["hints"], root)
+        check = _module_check(requirement, facts, persisted, resolved["hints"], root)
         checks[f"module:{name}"] = check
         module_states[name] = check["live"]
     for key, requirement in resolved["sysctls"].items():
-        checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, facts, root, module_states)
+        checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states)
     checks["swap"] = _swap_check(resolved["swap"], root)
     checks["kernel_config"] = _kernel_config_check(facts)
     checks["cgroup"] = _cgroup_check(root)
