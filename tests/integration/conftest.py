@@ -62,7 +62,14 @@ def pytest_unconfigure(config):
 # Docker
 # --------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def docker_client():
+def suite_lock():
+    """One container or VM suite at a time on this machine (2 cores): a second one waits."""
+    with harness.machine_suite_lock():
+        yield
+
+
+@pytest.fixture(scope="session")
+def docker_client(suite_lock):
     import docker
 
     problem = None

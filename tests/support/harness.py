@@ -65,6 +65,33 @@ def ensure_images(releases=None) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------
+# One suite at a time
+# --------------------------------------------------------------------------------------
+SUITE_LOCK = Path(tempfile.gettempdir()) / "k8snode-suite.lock"
+
+
+@contextlib.contextmanager
+def machine_suite_lock():
+    """Hold the machine-wide lock of the container and VM suites for the ``with`` block.
+
+    Two suites at once on a 2-core machine make both time out; a second suite (another
+    checkout, the demo, the bench) waits here instead, and says so.
+    """
+    import fcntl
+
+    with open(SUITE_LOCK, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print(f"[k8snode] waiting for another suite to release {SUITE_LOCK}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------
 # Docker objects owned by a test session
 # --------------------------------------------------------------------------------------
 def _process_start_time(pid: int) -> str | None:
