@@ -108,7 +108,7 @@ def wheel(tmp_path):
         check=True,
         capture_output=True,
     )
-    (built,) = tmp_path.glob("k8snode-*.whl")
+    (built,) = tmp_path.glob("saltext_k8snode-*.whl")
     return built
 
 
@@ -145,4 +145,4 @@ def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, 
         text = nodes.sh(minion, "salt-call -c /tmp/plain/conf --local --out=k8snode --no-color k8snode.audit")
         assert "local: READY (kubeadm on debian-" in text
     finally:
-        nodes.sh(minion, "python -m pip uninstall --yes --quiet k8snode; rm -rf /tmp/plain /tmp/*.whl")
+        nodes.sh(minion, "python -m pip uninstall --yes --quiet saltext-k8snode; rm -rf /tmp/plain /tmp/*.whl")
