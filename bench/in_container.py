@@ -23,8 +23,9 @@ Runs with the container's ``python`` (Salt's venv); Python 3.9+, standard librar
         os.system, os.exec, os.spawn, os.forkpty).
 """
 
-import importlib.util
+import importlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -117,9 +118,9 @@ def time_audit(module_path, rounds):
     grains = salt.loader.grains(opts)
 
     started = time.perf_counter()
-    spec = importlib.util.spec_from_file_location("k8snode_bench", module_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The execution module is a package: import it from the directory that holds it.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(module_path)))
+    module = importlib.import_module(os.path.basename(module_path.rstrip("/")))
     import_ms = (time.perf_counter() - started) * 1000
     module.__grains__ = grains
     module.__pillar__ = {}

@@ -448,7 +448,7 @@ class Bench:
         )
         out = exec_checked(
             container,
-            ["python", f"{BENCH_SRV}/in_container.py", "audit", f"{SRV}/_modules/k8snode.py", "300"],
+            ["python", f"{BENCH_SRV}/in_container.py", "audit", f"{SRV}/_modules/k8snode", "300"],
             "in-process audit",
         )
         inproc = json.loads(out)
@@ -864,11 +864,8 @@ class Bench:
     # --- item 4 ----------------------------------------------------------------------
     def item_scale(self) -> None:
         say("\n[4] input scale: audit() in-process with 10, 100, 1,000 sysctl.d files")
-        import importlib.util
+        from _modules import k8snode as module
 
-        spec = importlib.util.spec_from_file_location("k8snode_bench_host", REPO_ROOT / "_modules" / "k8snode.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
         module.__grains__ = {}
         module.__pillar__ = {}
         module.__salt__ = {}

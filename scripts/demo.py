@@ -19,7 +19,6 @@ failure, Ctrl-C or SIGTERM.  Exit status: 0 when every step worked.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import secrets
 import shlex
@@ -40,8 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support import harness  # noqa: E402 (needs the repository on sys.path)
+from tests.support.harness import RELEASES  # noqa: E402
 
-RELEASES = ("bullseye", "bookworm", "trixie")
 DEMO_LABEL = "k8snode.demo"
 OWNER_LABEL = "k8snode.demo.owner"
 OWNER_FILE = ".k8snode-demo-owner"
@@ -137,13 +136,6 @@ def run(argv: list[str], check: bool = True, **kwargs) -> subprocess.CompletedPr
     return proc
 
 
-def load_image_builder():
-    spec = importlib.util.spec_from_file_location("k8snode_images_build", REPO_ROOT / "images" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def remove_stale_demo_objects() -> None:
     """Remove containers/networks of earlier demo runs whose process is gone."""
     for kind in ("container", "network"):
@@ -215,7 +207,7 @@ class Demo:
         if missing:
             raise DemoError(f"{missing[0]} is missing: run `make setup`")
         heading("Setting up: images, network, master, three minions")
-        tags = load_image_builder().ensure_images(RELEASES)
+        tags = harness.ensure_images(RELEASES)
         for release, tag in tags.items():
             say(f"  image {release}: {tag}")
         remove_stale_demo_objects()
@@ -393,8 +385,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, _raise_interrupt)
     demo = Demo()
     try:
-        demo.setup()
-        return demo.run_steps()
+        # One container or VM suite at a time on this machine (the tests take it too).
+        with harness.machine_suite_lock():
+            demo.setup()
+            return demo.run_steps()
     except DemoError as exc:
         say(f"\n!! demo failed: {exc}")
         return 2

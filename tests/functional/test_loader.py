@@ -1,14 +1,15 @@
 """k8snode through Salt's real loader: what `salt-call` and the state system see."""
 
-import importlib.util
 import inspect
 
 import pytest
 import salt.output
+import yaml
 
+from _runners import k8snode as runner
 from tests.functional.conftest import REPO
 
-EXPECTED_FUNCTIONS = {
+READ_ONLY = {
     "audit",
     "requirements",
     "module_status",
@@ -17,23 +18,56 @@ EXPECTED_FUNCTIONS = {
     "effective_boot_sysctls",
     "boot_modules",
     "kernel_facts",
-    "prepare",
-    "revert",
 }
+CHANGING = {"prepare", "revert"}
 
 
-def _load_by_path(name, relative):
-    spec = importlib.util.spec_from_file_location(name, REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_loader_exposes_the_module_and_the_states(loaders):
-    functions = {name.split(".", 1)[1] for name in loaders.modules if name.startswith("k8snode.")}
-    assert functions >= EXPECTED_FUNCTIONS
+def test_sys_list_functions_shows_exactly_the_public_api(loaders):
+    listed = loaders.modules.sys.list_functions("k8snode")
+    assert sorted(listed) == sorted(f"k8snode.{name}" for name in READ_ONLY | CHANGING)
     assert "k8snode.prepared" in loaders.states
     assert "k8snode.absent" in loaders.states
+
+
+def test_the_module_says_which_functions_are_read_only():
+    """The package's own lists match the public set: a new function must be classified."""
+    from _modules import k8snode
+
+    assert set(k8snode.READ_ONLY_FUNCTIONS) == READ_ONLY
+    assert set(k8snode.CHANGING_FUNCTIONS) == CHANGING
+
+
+def _read_only_acl():
+    config = yaml.safe_load((REPO / "docs" / "master.d" / "k8snode-read-only.conf").read_text())
+    return config["publisher_acl"]["auditor"]
+
+
+def test_the_read_only_grant_allows_the_audit_and_nothing_that_writes(loaders, minion_opts):
+    """Salt's own ACL check (the one the master runs for publisher_acl and external_auth)
+    with the documented read-only grant: every read-only function passes; prepare,
+    revert, states, commands and names that merely start like a read-only one do not."""
+    import salt.utils.minions
+
+    check = salt.utils.minions.CkMinions(minion_opts)
+    acl = _read_only_acl()
+    for name in READ_ONLY:
+        assert check.auth_check(acl, f"k8snode.{name}", [], "*"), name
+    refused = [f"k8snode.{name}" for name in CHANGING] + [
+        "state.apply",
+        "state.sls",
+        "state.single",
+        "cmd.run",
+        "saltutil.sync_all",
+        "file.write",
+        "k8snode.audit_and_fix",
+        "k8snodeXaudit",
+        "sys.list_functions",
+    ]
+    for fun in refused:
+        assert not check.auth_check(acl, fun, [], "*"), fun
+    # Everything the loader exposes under k8snode that is not read-only is refused.
+    for fun in loaders.modules.sys.list_functions("k8snode"):
+        assert check.auth_check(acl, fun, [], "*") is (fun.split(".", 1)[1] in READ_ONLY), fun
 
 
 def test_every_public_function_documents_a_cli_example(loaders):
@@ -43,7 +77,6 @@ def test_every_public_function_documents_a_cli_example(loaders):
         if name.startswith("k8snode.") and "CLI Example:" not in (loaders.modules[name].__doc__ or "")
     ]
     assert undocumented == []
-    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
     public = [obj for name, obj in inspect.getmembers(runner, inspect.isfunction) if not name.startswith("_")]
     assert public, "the runner has public functions"
     assert all("CLI Example:" in (func.__doc__ or "") for func in public)
@@ -135,7 +168,6 @@ def test_the_outputter_renders_an_audit_for_a_person(minion_opts):
 
 
 def test_the_runner_summary_lists_silent_hosts_and_sets_the_exit_code():
-    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
     answers = {
         "a": {"ret": _audit(True), "retcode": 0},
         "b": {"ret": _audit(False), "retcode": 0},
@@ -153,7 +185,6 @@ def test_the_runner_summary_lists_silent_hosts_and_sets_the_exit_code():
 
 
 def test_the_outputter_renders_the_fleet_report(minion_opts):
-    runner = _load_by_path("k8snode_runner", "_runners/k8snode.py")
     report = runner._summarize({"a": {"ret": _audit(False)}}, {"a", "ghost"})
     text = salt.output.out_format(report, "k8snode", minion_opts)
     assert "ghost" in text

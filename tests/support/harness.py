@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import os
 import secrets
 import shutil
@@ -47,21 +46,11 @@ def minion_id(release: str) -> str:
 # --------------------------------------------------------------------------------------
 # Images
 # --------------------------------------------------------------------------------------
-def load_image_builder():
-    """Import images/build.py by path (``images`` is not a package)."""
-    name = "k8snode_images_build"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "images" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def ensure_images(releases=None) -> dict[str, str]:
     """Build (if needed) and return ``{release: image tag}``; see images/build.py."""
-    return load_image_builder().ensure_images(releases)
+    from images.build import ensure_images as build
+
+    return build(releases)
 
 
 # --------------------------------------------------------------------------------------

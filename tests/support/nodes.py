@@ -7,13 +7,11 @@ test and restores them after, so no test leaves the machine's kernel changed.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-import sys
 from pathlib import Path
 
-from tests.support.harness import REPO_ROOT, container_exec, salt_cmd
+from tests.support.harness import container_exec, salt_cmd
 
 OUR_FILES = (
     "/etc/sysctl.d/99-k8snode.conf",
@@ -31,24 +29,13 @@ NET_KEYS = (
 WATCHED_DIRS = ("/etc/sysctl.d", "/etc/modules-load.d")
 
 
-def load_k8snode():
-    """The execution module, imported by path (for its data tables)."""
-    name = "k8snode_module_for_tests"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "_modules" / "k8snode.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.__grains__, module.__pillar__ = {}, {}
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
 def host_global_keys() -> set[str]:
     """Every non-namespaced sysctl a profile, an extra, or a Debian default file may write."""
-    k8snode = load_k8snode()
+    from _modules.k8snode import sysctl_boot, tables
+
     keys = set()
-    for table in list(k8snode.DISTRIBUTIONS.values()) + list(k8snode.EXTRAS.values()):
-        keys.update(k8snode.sysctl_path(key) for key in table.get("sysctls", {}))
+    for table in list(tables.DISTRIBUTIONS.values()) + list(tables.EXTRAS.values()):
+        keys.update(sysctl_boot.sysctl_path(key) for key in table.get("sysctls", {}))
     # Debian's protect-links.conf, replayed by `sysctl --system` in the reboot test.
     keys.update(f"fs/protected_{name}" for name in ("hardlinks", "symlinks", "fifos", "regular"))
     return {key for key in keys if not key.startswith("net/")}

@@ -1,23 +1,17 @@
 """
-Fixtures of the unit layer: the execution module loaded by path with its Salt
-dunders set, and fake host trees (see ``faketree.py``).
+Fixtures of the unit layer: the execution module (the package ``_modules/k8snode``)
+with its Salt dunders set, and fake host trees (see ``faketree.py``).
 
-Safety: the loaded module's ``_path`` is wrapped so that any read or write of
-the host outside pytest's temporary directory fails the test at once, and
-``cmd.run_all`` is a fake acting on the fake tree: no test runs modprobe,
-swapoff or sysctl on the machine running the tests.
+Safety: every path the module reads or writes goes through ``host.path``, which
+is guarded for the whole session so that any root outside pytest's temporary
+directory fails the test at once; ``cmd.run_all`` is a fake acting on the fake
+tree. No test runs modprobe, swapoff or sysctl on the machine running the tests.
 """
 
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 
 def _tolerate_salt_import_hook():
@@ -32,30 +26,20 @@ def _tolerate_salt_import_hook():
 
 _tolerate_salt_import_hook()
 
-from faketree import FakeTree  # noqa: E402
+from _modules import k8snode as k8snode_api  # noqa: E402
+from _modules.k8snode import host  # noqa: E402
+from tests.unit.faketree import FakeTree  # noqa: E402
 
-# K8SNODE_MODULE: run the unit layer against another copy of the module (e.g. an older revision).
-MODULE_PATH = Path(os.environ.get("K8SNODE_MODULE") or HERE.parents[1] / "_modules" / "k8snode.py")
+
+def _no_command(argv, **kwargs):
+    raise AssertionError(f"unexpected command in a unit test: {argv!r}")
 
 
-def load_module(allowed_base, runner=None, pillar=None):
-    """Load a fresh ``k8snode`` module object with its dunders set.
-
-    ``allowed_base``: every ``root`` the module reads must live under it.
-    """
-    spec = importlib.util.spec_from_file_location("k8snode", MODULE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-
-    def no_command(argv, **kwargs):
-        raise AssertionError(f"unexpected command in a unit test: {argv!r}")
-
-    module.__grains__ = {}
-    module.__pillar__ = pillar if pillar is not None else {}
-    module.__salt__ = {"cmd.run_all": runner or no_command}
-
-    real_path = module._path
-    base = os.path.realpath(str(allowed_base))
+@pytest.fixture(scope="session", autouse=True)
+def _guard_the_host(tmp_path_factory):
+    """For the whole session: no root outside pytest's temp dir, no commands, no grains."""
+    base = os.path.realpath(str(tmp_path_factory.getbasetemp()))
+    real_path = host.path
 
     def guarded_path(root, relative):
         real_root = os.path.realpath(str(root))
@@ -63,8 +47,12 @@ def load_module(allowed_base, runner=None, pillar=None):
             raise AssertionError(f"unit test tried to use the real host: root={root!r}")
         return real_path(root, relative)
 
-    module._path = guarded_path
-    return module
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(host, "path", guarded_path)
+        patch.setattr(k8snode_api, "__grains__", {}, raising=False)
+        patch.setattr(k8snode_api, "__pillar__", {}, raising=False)
+        patch.setattr(k8snode_api, "__salt__", {"cmd.run_all": _no_command}, raising=False)
+        yield
 
 
 @pytest.fixture
@@ -84,15 +72,16 @@ def tree(make_tree):
 
 
 @pytest.fixture
-def k8snode(tmp_path, tree):
-    """A fresh module object per test; ``cmd.run_all`` is ``tree.run_all``."""
-    return load_module(tmp_path, runner=tree.run_all)
+def k8snode(tree, monkeypatch):
+    """The execution module, with ``cmd.run_all`` playing the kernel of ``tree``. A test
+    may set ``k8snode.__grains__`` / ``__pillar__``: they are reset after it."""
+    monkeypatch.setattr(k8snode_api, "__salt__", {"cmd.run_all": tree.run_all})
+    monkeypatch.setattr(k8snode_api, "__grains__", {})
+    monkeypatch.setattr(k8snode_api, "__pillar__", {})
+    return k8snode_api
 
 
 @pytest.fixture(scope="module")
-def k8snode_pure(tmp_path_factory):
-    """One module object for the pure parsers (for hypothesis, which dislikes function fixtures)."""
-    base = tmp_path_factory.mktemp("pure")
-    module = load_module(base)
-    module.test_base = base
-    return module
+def pure_base(tmp_path_factory):
+    """A directory for trees made inside hypothesis tests (which dislike function fixtures)."""
+    return tmp_path_factory.mktemp("pure")

@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from _modules.k8snode import writer
+
 
 @pytest.fixture
 def confdir(tmp_path):
@@ -20,19 +22,19 @@ def test_writes_content_and_mode(k8snode, confdir):
     target = confdir / "99-k8snode.conf"
     old_umask = os.umask(0o077)
     try:
-        k8snode.atomic_write(str(target), "net.ipv4.ip_forward = 1\n")
+        writer.atomic_write(str(target), "net.ipv4.ip_forward = 1\n")
     finally:
         os.umask(old_umask)
     assert target.read_text() == "net.ipv4.ip_forward = 1\n"
     assert target.stat().st_mode & 0o777 == 0o644
-    k8snode.atomic_write(str(target), "x\n", mode=0o600)
+    writer.atomic_write(str(target), "x\n", mode=0o600)
     assert target.stat().st_mode & 0o777 == 0o600
     assert os.listdir(confdir) == ["99-k8snode.conf"]
 
 
 def test_creates_missing_directories(k8snode, tmp_path):
     target = tmp_path / "host" / "etc" / "modules-load.d" / "k8snode.conf"
-    k8snode.atomic_write(str(target), "overlay\n")
+    writer.atomic_write(str(target), "overlay\n")
     assert target.read_text() == "overlay\n"
 
 
@@ -47,9 +49,9 @@ def test_failure_before_rename_keeps_old_file_and_leaves_no_temp(k8snode, confdi
             assert handle.read() == "new\n", "the temp file is complete before the rename"
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(k8snode.os, "replace", crash)
+    monkeypatch.setattr(writer.os, "replace", crash)
     with pytest.raises(OSError, match="No space left"):
-        k8snode.atomic_write(str(target), "new\n")
+        writer.atomic_write(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(confdir) == ["99-k8snode.conf"]
     temp = os.path.basename(seen[0])
@@ -65,9 +67,9 @@ def test_interrupt_during_write_cleans_up(k8snode, confdir, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(k8snode.os, "fsync", interrupted)
+    monkeypatch.setattr(writer.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        k8snode.atomic_write(str(target), "new\n")
+        writer.atomic_write(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(confdir) == ["99-k8snode.conf"]
 
@@ -77,7 +79,7 @@ def test_stray_temp_of_a_killed_run_is_removed(k8snode, confdir):
     stray.write_text("net.ipv4.ip_forward = 1\n")  # half-written by a run killed before rename
     other = confdir / ".10-user.conf.k8snode-tmp-zzzz"
     other.write_text("not ours to clean now\n")
-    k8snode.atomic_write(str(confdir / "99-k8snode.conf"), "net.ipv4.ip_forward = 1\n")
+    writer.atomic_write(str(confdir / "99-k8snode.conf"), "net.ipv4.ip_forward = 1\n")
     assert sorted(os.listdir(confdir)) == [".10-user.conf.k8snode-tmp-zzzz", "99-k8snode.conf"]
 
 
@@ -89,18 +91,18 @@ def test_temp_names_are_never_read_by_systemd(k8snode, confdir, monkeypatch):
         names.append(os.path.basename(src))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(k8snode.os, "replace", spy)
+    monkeypatch.setattr(writer.os, "replace", spy)
     for _ in range(5):
-        k8snode.atomic_write(str(confdir / "99-k8snode.conf"), "x\n")
+        writer.atomic_write(str(confdir / "99-k8snode.conf"), "x\n")
     assert len(names) == 5
     for name in names:
-        assert name.startswith(".99-k8snode.conf" + k8snode._TEMP_MARK)
+        assert name.startswith(".99-k8snode.conf" + writer.TEMP_MARK)
         assert not name.endswith(".conf")
 
 
 def test_prepare_reports_a_failed_write_and_keeps_the_old_file(k8snode, tree, monkeypatch):
     tree.redhat().fresh_node()
-    assert k8snode.prepare(root=tree.path)["result"] is True
+    assert k8snode._prepare(root=tree.path)["result"] is True
     old = tree.read("etc/sysctl.d/99-k8snode.conf")
     tree.write("etc/sysctl.d/99-k8snode.conf", old.replace("ip_forward = 1", "ip_forward = 0"))
     edited = tree.read("etc/sysctl.d/99-k8snode.conf")
@@ -108,8 +110,8 @@ def test_prepare_reports_a_failed_write_and_keeps_the_old_file(k8snode, tree, mo
     def crash(src, dst):
         raise OSError(30, "Read-only file system")
 
-    monkeypatch.setattr(k8snode.os, "replace", crash)
-    ret = k8snode.prepare(root=tree.path)
+    monkeypatch.setattr(writer.os, "replace", crash)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is False
     assert "Read-only file system" in ret["failures"]["file:/etc/sysctl.d/99-k8snode.conf"]
     assert tree.read("etc/sysctl.d/99-k8snode.conf") == edited

@@ -14,12 +14,14 @@ import stat
 
 import pytest
 
+from _modules.k8snode import writer
+
 MODULES_FILE = "etc/modules-load.d/k8snode.conf"
 SYSCTL_FILE = "etc/sysctl.d/99-k8snode.conf"
 
 
 def managed(k8snode, *lines):
-    return k8snode.MANAGED_HEADER + "".join(line + "\n" for line in lines)
+    return writer.MANAGED_HEADER + "".join(line + "\n" for line in lines)
 
 
 KUBEADM_SYSCTLS = (
@@ -34,7 +36,7 @@ KUBEADM_SYSCTLS = (
 
 def test_prepare_fresh_node(k8snode, tree):
     tree.redhat().fresh_node()
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert ret["failures"] == {}
     assert ret["distribution"] == "kubeadm"
@@ -71,10 +73,10 @@ def test_prepare_fresh_node(k8snode, tree):
 
 def test_second_run_changes_nothing(k8snode, tree):
     tree.debian(13, sysctl_link=False).fresh_node()
-    assert k8snode.prepare(root=tree.path)["result"] is True
+    assert k8snode._prepare(root=tree.path)["result"] is True
     before = tree.snapshot()
     calls = len(tree.calls)
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True
     assert ret["changes"] == {}
     assert ret["comment"] == "kubeadm node already prepared"
@@ -86,7 +88,7 @@ def test_second_run_changes_nothing(k8snode, tree):
 def test_test_mode_reports_and_writes_nothing(k8snode, tree):
     tree.redhat().fresh_node()
     before = tree.snapshot()
-    ret = k8snode.prepare(root=tree.path, test=True)
+    ret = k8snode._prepare(root=tree.path, test=True)
     assert tree.snapshot() == before
     assert tree.calls == []
     assert ret["result"] is None, ret["comment"]
@@ -97,7 +99,7 @@ def test_test_mode_reports_and_writes_nothing(k8snode, tree):
 
     # The preview is what the real run writes: the bridge keys appear once
     # br_netfilter loads (Salt's sysctl.present fails on them instead).
-    real = k8snode.prepare(root=tree.path)
+    real = k8snode._prepare(root=tree.path)
     assert real["result"] is True, real["comment"]
     assert preview == tree.read(SYSCTL_FILE)
     assert set(real["changes"]) <= set(ret["changes"])
@@ -105,8 +107,8 @@ def test_test_mode_reports_and_writes_nothing(k8snode, tree):
 
 def test_test_mode_on_prepared_node_is_true_without_changes(k8snode, tree):
     tree.redhat().fresh_node()
-    k8snode.prepare(root=tree.path)
-    ret = k8snode.prepare(root=tree.path, test=True)
+    k8snode._prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path, test=True)
     assert ret["result"] is True
     assert ret["changes"] == {}
 
@@ -115,7 +117,7 @@ def test_builtin_kernel_runs_no_modprobe(k8snode, tree):
     tree.debian(12, sysctl_conf="").monolithic(builtin=["overlay", "br_netfilter"]).kernel_defaults()
     tree.sysctl("net.bridge.bridge-nf-call-iptables", 1)
     tree.sysctl("net.bridge.bridge-nf-call-ip6tables", 1)
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert tree.argvs("modprobe") == []
     assert k8snode.audit(root=tree.path)["ready"] is True
@@ -123,7 +125,7 @@ def test_builtin_kernel_runs_no_modprobe(k8snode, tree):
 
 def test_k3s_conntrack_alternatives(k8snode, tree):
     tree.redhat().modular(available=["overlay", "br_netfilter", "nf_conntrack_ipv4"]).kernel_defaults()
-    ret = k8snode.prepare("k3s", root=tree.path)
+    ret = k8snode._prepare("k3s", root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert ["modprobe", "--", "nf_conntrack_ipv4"] in tree.argvs()
     assert ["modprobe", "--", "nf_conntrack"] not in tree.argvs()
@@ -135,7 +137,7 @@ def test_alternatives_tried_in_order_when_nothing_is_known(k8snode, tree):
     # Not in modules.dep (e.g. an out-of-tree build): modprobe still gets a chance.
     tree.modprobe_fails["nf_conntrack"] = "modprobe: FATAL: Module nf_conntrack not found"
     tree.write(f"lib/modules/{tree.release}/modules.dep", "kernel/fs/overlayfs/overlay.ko:\n")
-    ret = k8snode.prepare("k3s", root=tree.path)
+    ret = k8snode._prepare("k3s", root=tree.path)
     assert ["modprobe", "--", "nf_conntrack"] in tree.argvs()
     assert ["modprobe", "--", "nf_conntrack_ipv4"] in tree.argvs()
     assert tree.argvs().index(["modprobe", "--", "nf_conntrack"]) < tree.argvs().index(
@@ -150,7 +152,7 @@ def test_alternatives_tried_in_order_when_nothing_is_known(k8snode, tree):
 
 def test_one_failure_does_not_stop_the_others(k8snode, tree):
     tree.redhat().modular(available=["overlay"]).kernel_defaults()
-    ret = k8snode.prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": 1})
+    ret = k8snode._prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": 1})
     assert ret["result"] is False
     assert set(ret["failures"]) == {
         "module:br_netfilter",
@@ -172,7 +174,7 @@ def test_one_failure_does_not_stop_the_others(k8snode, tree):
 def test_modprobe_error_is_reported_with_the_hint(k8snode, tree):
     tree.redhat(os_id="rhel", version="10.0").modular(available=["overlay", "br_netfilter"]).kernel_defaults()
     tree.modprobe_fails["br_netfilter"] = "modprobe: ERROR: could not insert 'br_netfilter': Operation not permitted"
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     reason = ret["failures"]["module:br_netfilter"]
     assert "Operation not permitted" in reason
     assert "kernel-modules-extra" in reason
@@ -180,14 +182,14 @@ def test_modprobe_error_is_reported_with_the_hint(k8snode, tree):
 
 def test_optional_missing_module_is_a_note(k8snode, tree):
     tree.redhat().modular(available=["overlay", "br_netfilter"]).kernel_defaults()
-    ret = k8snode.prepare(root=tree.path, modules={"ip_vs": {"required": False}})
+    ret = k8snode._prepare(root=tree.path, modules={"ip_vs": {"required": False}})
     assert ret["result"] is True, ret["comment"]
     assert "optional module ip_vs unavailable" in ret["comment"]
 
 
 def test_optional_missing_sysctl_is_a_note(k8snode, tree):
     tree.redhat().modular(available=["overlay", "br_netfilter"]).kernel_defaults()
-    ret = k8snode.prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": {"value": 1, "required": False}})
+    ret = k8snode._prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": {"value": 1, "required": False}})
     assert ret["result"] is True, ret["comment"]
     assert "net.ipv4.tcp_no_such_key does not exist" in ret["comment"]
 
@@ -199,7 +201,7 @@ def test_user_file_at_the_managed_path_is_not_clobbered(k8snode, tree):
     tree.redhat().fresh_node()
     user = "# my own settings\nnet.ipv4.ip_forward = 1\n"
     tree.sysctl_d("99-k8snode.conf", user)
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is False
     assert "not written by k8snode" in ret["failures"]["file:/etc/sysctl.d/99-k8snode.conf"]
     assert tree.read(SYSCTL_FILE) == user
@@ -209,9 +211,9 @@ def test_user_file_at_the_managed_path_is_not_clobbered(k8snode, tree):
 
 def test_hand_edited_managed_file_is_restored(k8snode, tree):
     tree.redhat().fresh_node()
-    k8snode.prepare(root=tree.path)
+    k8snode._prepare(root=tree.path)
     tree.write(SYSCTL_FILE, tree.read(SYSCTL_FILE).replace("net.ipv4.ip_forward = 1", "net.ipv4.ip_forward = 0"))
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert tree.read(SYSCTL_FILE) == managed(k8snode, *KUBEADM_SYSCTLS)
     assert "/etc/sysctl.d/99-k8snode.conf restored (it was edited by hand)" in ret["comment"]
@@ -224,7 +226,7 @@ def test_hand_edited_managed_file_is_restored(k8snode, tree):
 def test_later_file_overriding_a_value_fails_naming_it(k8snode, tree):
     tree.redhat().fresh_node()
     tree.sysctl_d("99-zz-docker.conf", "net.ipv4.ip_forward = 0\n")
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is False
     reason = ret["failures"]["sysctl:net.ipv4.ip_forward"]
     assert "/etc/sysctl.d/99-zz-docker.conf sets 0 at boot" in reason
@@ -234,14 +236,14 @@ def test_later_file_overriding_a_value_fails_naming_it(k8snode, tree):
 
 def test_99_sysctl_conf_link_overriding_fails_naming_it(k8snode, tree):
     tree.debian(12, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert "/etc/sysctl.d/99-sysctl.conf sets 0 at boot" in ret["failures"]["sysctl:net.ipv4.ip_forward"]
 
 
 def test_a_file_name_sorting_last_wins(k8snode, tree):
     tree.debian(12, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
     tree.sysctl_d("99-zz-docker.conf", "net.ipv4.ip_forward = 0\n")
-    ret = k8snode.prepare(root=tree.path, files={"sysctl": "/etc/sysctl.d/zz-k8snode.conf"})
+    ret = k8snode._prepare(root=tree.path, files={"sysctl": "/etc/sysctl.d/zz-k8snode.conf"})
     assert ret["result"] is True, ret["comment"]
     assert tree.read("etc/sysctl.d/zz-k8snode.conf") == managed(k8snode, *KUBEADM_SYSCTLS)
     assert not tree.exists(SYSCTL_FILE)
@@ -253,20 +255,20 @@ def test_a_file_name_sorting_last_wins(k8snode, tree):
 def test_etc_sysctl_conf_read_last_cannot_be_beaten_by_a_name(k8snode, tree):
     """Debian 12 without the link: procps reads /etc/sysctl.conf after every sysctl.d file."""
     tree.debian(12, sysctl_link=False, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
-    ret = k8snode.prepare(root=tree.path, files={"sysctl": "/etc/sysctl.d/zz-k8snode.conf"})
+    ret = k8snode._prepare(root=tree.path, files={"sysctl": "/etc/sysctl.d/zz-k8snode.conf"})
     assert "/etc/sysctl.conf sets 0 at boot" in ret["failures"]["sysctl:net.ipv4.ip_forward"]
 
 
 def test_debian13_ignores_etc_sysctl_conf(k8snode, tree):
     tree.debian(13, sysctl_link=False, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
 
 
 def test_usr_lib_file_masked_by_our_name_is_not_a_conflict(k8snode, tree):
     tree.redhat().fresh_node()
     tree.sysctl_d("99-k8snode.conf", "net.ipv4.ip_forward = 0\n", directory="usr/lib/sysctl.d")
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert k8snode.audit(root=tree.path)["ready"] is True
 
@@ -277,7 +279,7 @@ def test_usr_lib_file_masked_by_our_name_is_not_a_conflict(k8snode, tree):
 def test_floors_are_raised_but_never_lowered(k8snode, tree):
     tree.redhat().fresh_node(modules=("overlay", "br_netfilter", "nf_conntrack"))
     tree.sysctl("fs.inotify.max_user_watches", 2097152)  # higher than microk8s' 1048576
-    ret = k8snode.prepare("microk8s", root=tree.path)
+    ret = k8snode._prepare("microk8s", root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert tree.live("fs.inotify.max_user_watches") == "2097152"
     assert tree.live("fs.inotify.max_user_instances") == "1024"
@@ -290,7 +292,7 @@ def test_floors_are_raised_but_never_lowered(k8snode, tree):
 
     # Raised by hand later: kept, and not brought back down at the next boot.
     tree.sysctl("fs.inotify.max_user_instances", 8192)
-    k8snode.prepare("microk8s", root=tree.path)
+    k8snode._prepare("microk8s", root=tree.path)
     assert tree.live("fs.inotify.max_user_instances") == "8192"
     assert "fs.inotify.max_user_instances = 8192\n" in tree.read(SYSCTL_FILE)
 
@@ -299,11 +301,11 @@ def test_floor_in_an_earlier_user_file_is_not_lowered_at_boot(k8snode, tree):
     """Our 99-k8snode.conf sorts after the user's 60-*.conf: writing the bare floor there
     would lower the user's higher value at every boot."""
     tree.redhat().fresh_node(modules=("overlay", "br_netfilter", "nf_conntrack"))
-    assert k8snode.prepare("microk8s", root=tree.path)["result"] is True
+    assert k8snode._prepare("microk8s", root=tree.path)["result"] is True
     assert "fs.inotify.max_user_instances = 1024\n" in tree.read(SYSCTL_FILE)
 
     tree.sysctl_d("60-inotify.conf", "fs.inotify.max_user_instances = 8192\n")
-    ret = k8snode.prepare("microk8s", root=tree.path)
+    ret = k8snode._prepare("microk8s", root=tree.path)
     assert ret["result"] is True, ret["comment"]
     status = k8snode.sysctl_status("fs.inotify.max_user_instances", root=tree.path)
     assert status["boot"] == "8192"
@@ -329,7 +331,7 @@ def test_swap_off_comments_fstab_with_backup_and_revert_restores_it(k8snode, tre
     tree.sysctl_d("10-user.conf", user_sysctl)
     tree.modules_load("user.conf", ["veth"])
 
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert ["swapoff", "--", "/dev/vda2"] in tree.argvs()
     fstab = tree.read("etc/fstab")
@@ -343,9 +345,9 @@ def test_swap_off_comments_fstab_with_backup_and_revert_restores_it(k8snode, tre
     assert k8snode.audit(root=tree.path)["checks"]["swap"]["status"] == "ok"
 
     # Idempotent.
-    assert k8snode.prepare(root=tree.path)["changes"] == {}
+    assert k8snode._prepare(root=tree.path)["changes"] == {}
 
-    ret = k8snode.revert(root=tree.path)
+    ret = k8snode._revert(root=tree.path)
     assert ret["result"] is True, ret["comment"]
     assert tree.read("etc/fstab") == FSTAB
     assert not tree.exists(MODULES_FILE)
@@ -362,7 +364,7 @@ def test_swap_off_comments_fstab_with_backup_and_revert_restores_it(k8snode, tre
 def test_swap_warn_policy_leaves_swap_alone(k8snode, tree):
     tree.redhat().fresh_node()
     tree.fstab(FSTAB).swaps("/dev/vda2")
-    ret = k8snode.prepare("k3s", root=tree.path, modules={"nf_conntrack": False})
+    ret = k8snode._prepare("k3s", root=tree.path, modules={"nf_conntrack": False})
     assert ret["result"] is True, ret["comment"]
     assert tree.argvs("swapoff") == []
     assert tree.read("etc/fstab") == FSTAB
@@ -373,7 +375,7 @@ def test_swap_unit_is_reported_not_edited(k8snode, tree):
     tree.redhat().fresh_node()
     tree.write("etc/systemd/system/swapfile.swap", "[Swap]\nWhat=/swapfile\n")
     tree.symlink("etc/systemd/system/swap.target.wants/swapfile.swap", "../swapfile.swap")
-    ret = k8snode.prepare(root=tree.path)
+    ret = k8snode._prepare(root=tree.path)
     assert "/etc/systemd/system/swap.target.wants/swapfile.swap" in ret["failures"]["swap"]
     assert tree.read("etc/systemd/system/swapfile.swap") == "[Swap]\nWhat=/swapfile\n"
 
@@ -382,7 +384,7 @@ def test_swap_test_mode_writes_nothing(k8snode, tree):
     tree.redhat().fresh_node()
     tree.fstab(FSTAB).swaps("/dev/vda2")
     before = tree.snapshot()
-    ret = k8snode.prepare(root=tree.path, test=True)
+    ret = k8snode._prepare(root=tree.path, test=True)
     assert tree.snapshot() == before
     assert ret["changes"]["swap:/dev/vda2"] == {"old": "active", "new": "off"}
     assert "file:/etc/fstab" in ret["changes"]
@@ -394,7 +396,7 @@ def test_swap_test_mode_writes_nothing(k8snode, tree):
 def test_revert_leaves_files_that_are_not_ours(k8snode, tree):
     tree.redhat()
     tree.sysctl_d("99-k8snode.conf", "net.ipv4.ip_forward = 1\n")
-    ret = k8snode.revert(root=tree.path)
+    ret = k8snode._revert(root=tree.path)
     assert ret["result"] is True
     assert tree.read(SYSCTL_FILE) == "net.ipv4.ip_forward = 1\n"
     assert "was not written by k8snode: left alone" in ret["comment"]
@@ -403,16 +405,16 @@ def test_revert_leaves_files_that_are_not_ours(k8snode, tree):
 def test_revert_test_mode_and_custom_names(k8snode, tree):
     tree.redhat().fresh_node()
     files = {"sysctl": "/etc/sysctl.d/zz-k8snode.conf", "modules_load": "/etc/modules-load.d/zz-k8snode.conf"}
-    assert k8snode.prepare(root=tree.path, files=files)["result"] is True
+    assert k8snode._prepare(root=tree.path, files=files)["result"] is True
     before = tree.snapshot()
-    ret = k8snode.revert(root=tree.path, files=files, test=True)
+    ret = k8snode._revert(root=tree.path, files=files, test=True)
     assert ret["result"] is None
     assert set(ret["changes"]) == {
         "file:/etc/sysctl.d/zz-k8snode.conf",
         "file:/etc/modules-load.d/zz-k8snode.conf",
     }
     assert tree.snapshot() == before
-    ret = k8snode.revert(root=tree.path, files=files, distribution="k3s")
+    ret = k8snode._revert(root=tree.path, files=files, distribution="k3s")
     assert ret["result"] is True
     assert not tree.exists("etc/sysctl.d/zz-k8snode.conf")
     assert not tree.exists("etc/modules-load.d/zz-k8snode.conf")
@@ -420,7 +422,7 @@ def test_revert_test_mode_and_custom_names(k8snode, tree):
 
 def test_revert_with_nothing_to_do(k8snode, tree):
     tree.redhat()
-    ret = k8snode.revert(root=tree.path)
+    ret = k8snode._revert(root=tree.path)
     assert ret["result"] is True
     assert ret["changes"] == {}
     assert ret["comment"].startswith("nothing of k8snode's to remove")
@@ -430,7 +432,7 @@ def test_revert_with_nothing_to_do(k8snode, tree):
 def test_prepare_then_audit_is_ready_for_each_distribution(k8snode, tree, distribution):
     tree.debian(12, sysctl_conf="").fresh_node(modules=("overlay", "br_netfilter", "nf_conntrack"))
     tree.fstab(FSTAB).swaps("/dev/vda2")
-    ret = k8snode.prepare(distribution, root=tree.path)
+    ret = k8snode._prepare(distribution, root=tree.path)
     assert ret["result"] is True, ret["comment"]
     audit = k8snode.audit(distribution, root=tree.path)
     assert audit["ready"] is True, audit["failing"]

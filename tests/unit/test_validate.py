@@ -7,6 +7,8 @@ modprobe and sysctl keys become /proc/sys paths, so both are strict.
 import pytest
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+from _modules.k8snode import validate
+
 BAD_SETTINGS = [
     # (settings, text the message must contain, text about what is accepted)
     ({"distribution": "openshift"}, "'openshift'", "kubeadm, microk8s, rke2"),
@@ -81,11 +83,22 @@ def test_bad_arguments_are_refused_and_prepare_writes_nothing(k8snode, tree, set
     tree.redhat().fresh_node()
     tree.fstab("UUID=2c3d none swap sw 0 0\n").swaps("/dev/vda2")
     before = tree.snapshot()
-    for call in (k8snode.prepare, k8snode.audit, k8snode.revert):
+    for call in (k8snode._prepare, k8snode.audit, k8snode._revert):
         with pytest.raises(SaltInvocationError) as info:
             call(root=tree.path, pillar={}, **settings)
         assert bad in str(info.value)
         assert accepted in str(info.value)
+    assert tree.snapshot() == before
+    assert tree.calls == []
+
+
+@pytest.mark.parametrize("name", ["prepare", "revert"])
+def test_the_changing_functions_refuse_a_root(k8snode, tree, name):
+    """A caller allowed prepare may change this host, not write into a tree of its choice."""
+    tree.redhat().fresh_node()
+    before = tree.snapshot()
+    with pytest.raises(SaltInvocationError, match=r"invalid setting 'root': .*running host only"):
+        getattr(k8snode, name)(root=tree.path, pillar={})
     assert tree.snapshot() == before
     assert tree.calls == []
 
@@ -128,13 +141,13 @@ def test_bad_function_arguments(k8snode, tree, call):
      "net.ipv6.conf.cali@1.forwarding", "kernel.sched_rt_runtime_us"],
 )  # fmt: skip
 def test_good_keys_accepted(k8snode, key):
-    assert k8snode._check_sysctl_key(key, "test") == key
+    assert validate.check_sysctl_key(key, "test") == key
 
 
 @pytest.mark.parametrize(("value", "normal"), [(1, "1"), ("1", "1"), (" 1 ", "1"), ("1024\t65000", "1024 65000"),
                                                (-1, "-1"), ("4096 87380 6291456", "4096 87380 6291456")])  # fmt: skip
 def test_good_values_normalised(k8snode, value, normal):
-    assert k8snode._normalize_sysctl_value(value, "test", "k") == normal
+    assert validate.normalize_sysctl_value(value, "test", "k") == normal
 
 
 def test_lock_held_by_another_run(k8snode, tree):
@@ -148,7 +161,7 @@ def test_lock_held_by_another_run(k8snode, tree):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         before = tree.snapshot()
         with pytest.raises(CommandExecutionError, match="another k8snode run holds the lock"):
-            k8snode.prepare(root=tree.path)
+            k8snode._prepare(root=tree.path)
         assert tree.snapshot() == before
     assert tree.calls == []
 
@@ -166,7 +179,7 @@ def test_a_huge_pillar_with_one_bad_value_names_it_and_writes_nothing(k8snode, t
     sysctls["net.ipv4.conf.eth9999.rp_filter"] = "loose"
     before = tree.snapshot()
     with pytest.raises(SaltInvocationError) as info:
-        k8snode.prepare(root=tree.path, pillar={"sysctls": sysctls})
+        k8snode._prepare(root=tree.path, pillar={"sysctls": sysctls})
     assert "net.ipv4.conf.eth9999.rp_filter 'loose'" in str(info.value)
     assert tree.snapshot() == before
     assert tree.calls == []

@@ -1,7 +1,8 @@
 """The audit's contract: what the state, runner and outputter rely on."""
 
 import pytest
-from faketree import GOOD_KERNEL_CONFIG
+
+from tests.unit.faketree import GOOD_KERNEL_CONFIG
 
 TOP_KEYS = {"ready", "distribution", "os_family", "summary", "checks", "failing", "lost_at_reboot"}
 CHECK_KEYS = {"status", "required", "expected", "live", "boot", "detail"}

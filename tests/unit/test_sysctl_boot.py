@@ -16,6 +16,8 @@ Distros add ``/etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf`` which sorts after
 
 import pytest
 
+from _modules.k8snode import sysctl_boot, writer
+
 IP_FORWARD = "net/ipv4/ip_forward"
 
 
@@ -25,7 +27,7 @@ def boot_value(k8snode, tree, key=IP_FORWARD, **kwargs):
 
 
 def ours(k8snode, text):
-    return k8snode.MANAGED_HEADER + text
+    return writer.MANAGED_HEADER + text
 
 
 # ---------------------------------------------------- the 99-sysctl.conf link
@@ -216,9 +218,9 @@ def test_last_glob_wins_among_globs(k8snode, tree):
 
 def test_slashed_keys_keep_dots_in_names(k8snode, tree):
     tree.redhat()
-    assert k8snode.sysctl_path("net/ipv4/conf/eth0.1/forwarding") == "net/ipv4/conf/eth0.1/forwarding"
-    assert k8snode.sysctl_path("net.ipv4.conf.eth0/1.forwarding") == "net/ipv4/conf/eth0.1/forwarding"
-    assert k8snode.sysctl_path("net.ipv4.ip_forward") == "net/ipv4/ip_forward"
+    assert sysctl_boot.sysctl_path("net/ipv4/conf/eth0.1/forwarding") == "net/ipv4/conf/eth0.1/forwarding"
+    assert sysctl_boot.sysctl_path("net.ipv4.conf.eth0/1.forwarding") == "net/ipv4/conf/eth0.1/forwarding"
+    assert sysctl_boot.sysctl_path("net.ipv4.ip_forward") == "net/ipv4/ip_forward"
     tree.sysctl_d("90-vlan.conf", "net.ipv4.conf.eth0/1.forwarding = 1\n")
     tree.sysctl("net/ipv4/conf/eth0.1/forwarding", 1)
     status = k8snode.sysctl_status("net/ipv4/conf/eth0.1/forwarding", 1, root=tree.path)
@@ -264,14 +266,14 @@ def test_non_utf8_bytes_do_not_hide_the_rest(k8snode, tree):
     [("8192", "8192", True), ("524288", "8192", True), ("128", "8192", False), (None, "8192", False)],
 )
 def test_floor_accepts_higher(k8snode, live, expected, ok):
-    assert k8snode.value_satisfies(live, expected, "min") is ok
+    assert sysctl_boot.value_satisfies(live, expected, "min") is ok
 
 
 def test_exact_compares_every_field(k8snode):
-    assert k8snode.value_satisfies("1024  65000", "1024 65000")
-    assert not k8snode.value_satisfies("1024 65001", "1024 65000")
-    assert not k8snode.value_satisfies("2", "1")
-    assert not k8snode.value_satisfies("abc", "1", "min")
+    assert sysctl_boot.value_satisfies("1024  65000", "1024 65000")
+    assert not sysctl_boot.value_satisfies("1024 65001", "1024 65000")
+    assert not sysctl_boot.value_satisfies("2", "1")
+    assert not sysctl_boot.value_satisfies("abc", "1", "min")
 
 
 def test_microk8s_floor_accepts_higher_live_and_boot(k8snode, tree):

@@ -10,7 +10,8 @@ modules-load.d file (or Debian's /etc/modules) lists it.
 """
 
 import pytest
-from faketree import GOOD_KERNEL_CONFIG
+
+from tests.unit.faketree import GOOD_KERNEL_CONFIG
 
 
 def checks(result):
@@ -336,7 +337,7 @@ def test_dashed_module_names_are_the_same_module(k8snode, tree):
     before = checks(k8snode.audit(root=tree.path, pillar=settings))["module:nf_conntrack"]
     assert before["live"] == "available"
 
-    ret = k8snode.prepare(root=tree.path, pillar=settings)
+    ret = k8snode._prepare(root=tree.path, pillar=settings)
     assert ret["result"] is True, ret["comment"]
     result = k8snode.audit(root=tree.path, pillar=settings)
     assert checks(result)["module:nf_conntrack"]["status"] == "ok"

@@ -6,6 +6,8 @@ warning since v1.23); K3s, RKE2 and MicroK8s run with it (a warning only).
 
 import pytest
 
+from _modules.k8snode import swap
+
 FSTAB = (
     "# /etc/fstab: static file system information.\n"
     "UUID=0a1b / ext4 errors=remount-ro 0 1\n"
@@ -33,7 +35,7 @@ def test_active_swap_from_proc_swaps(k8snode, tree):
 def test_fstab_swap_lines_but_not_comments(k8snode, tree):
     tree.fstab(FSTAB)
     assert k8snode.swap_status(root=tree.path)["at_boot"] == ["/etc/fstab: /swapfile", "/etc/fstab: UUID=2c3d"]
-    indexes, devices = k8snode._fstab_swap_lines(FSTAB)
+    indexes, devices = swap.fstab_swap_lines(FSTAB)
     assert indexes == [2, 4]
     assert devices == ["UUID=2c3d", "/swapfile"]
 

@@ -13,6 +13,8 @@ import copy
 
 import pytest
 
+from _modules.k8snode import tables
+
 CORE_MODULES = {"overlay", "br_netfilter"}
 BRIDGE = {"net.bridge.bridge-nf-call-iptables": "1", "net.bridge.bridge-nf-call-ip6tables": "1"}
 CORE_SYSCTLS = {"net.ipv4.ip_forward": "1", **BRIDGE}
@@ -288,22 +290,22 @@ def test_order_follows_resolution_order(k8snode, tree):
     tree.debian(13, sysctl_link=False)
     resolved = k8snode.requirements("k3s", root=tree.path, pillar={"extras": ["ipv6", "inotify"]}, extras=["ipvs"])
     stages = [stage_of(source) for source in resolved["order"]]
-    assert set(stages) == set(k8snode.RESOLUTION_ORDER)
-    positions = [k8snode.RESOLUTION_ORDER.index(stage) for stage in stages]
+    assert set(stages) == set(tables.RESOLUTION_ORDER)
+    positions = [tables.RESOLUTION_ORDER.index(stage) for stage in stages]
     assert positions == sorted(positions)
     assert resolved["order"][1:4] == ["extras:ipv6", "extras:inotify", "extras:ipvs"]
 
 
 def test_resolution_does_not_mutate_the_tables(k8snode, tree):
     tree.redhat()
-    before = copy.deepcopy((k8snode.DISTRIBUTIONS, k8snode.EXTRAS, k8snode.OS_FAMILIES, k8snode.DEFAULTS))
+    before = copy.deepcopy((tables.DISTRIBUTIONS, tables.EXTRAS, tables.OS_FAMILIES, tables.DEFAULTS))
     k8snode.requirements(
         "k3s",
         root=tree.path,
         pillar={"modules": {"nf_conntrack": {"required": False}}, "sysctls": {"net.ipv4.ip_forward": 0}},
         extras=["ipvs"],
     )
-    after = (k8snode.DISTRIBUTIONS, k8snode.EXTRAS, k8snode.OS_FAMILIES, k8snode.DEFAULTS)
+    after = (tables.DISTRIBUTIONS, tables.EXTRAS, tables.OS_FAMILIES, tables.DEFAULTS)
     assert after == before
     assert k8snode.requirements("k3s", root=tree.path)["sysctls"]["net.ipv4.ip_forward"]["value"] == "1"
 

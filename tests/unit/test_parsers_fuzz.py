@@ -11,6 +11,9 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _modules import k8snode as k8snode_api
+from _modules.k8snode import host, kernel, swap, sysctl_boot
+
 # database=None: nothing is written outside the test directories (no .hypothesis/ in the repo).
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ_FS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -105,8 +108,8 @@ def sysctl_files(draw, allow_glob=False, segment=SEGMENT):
 
 @FUZZ
 @given(st.text())
-def test_parse_sysctl_conf_never_crashes(k8snode_pure, text):
-    assignments, problems = k8snode_pure.parse_sysctl_conf(text)
+def test_parse_sysctl_conf_never_crashes(text):
+    assignments, problems = sysctl_boot.parse_sysctl_conf(text)
     numbers = {number for number, *_ in assignments} | {number for number, _ in problems}
     assert len(numbers) == len(assignments) + len(problems), "a line is an assignment or a problem, not both"
     for number, key, value, ignore_failure in assignments:
@@ -118,19 +121,19 @@ def test_parse_sysctl_conf_never_crashes(k8snode_pure, text):
 
 @FUZZ
 @given(sysctl_files(allow_glob=True))
-def test_parse_sysctl_conf_matches_the_format(k8snode_pure, file):
+def test_parse_sysctl_conf_matches_the_format(file):
     data, expectations = file
     text = data.decode("utf-8", "replace")
-    assignments, problems = k8snode_pure.parse_sysctl_conf(text)
+    assignments, problems = sysctl_boot.parse_sysctl_conf(text)
     expected_assignments = [(n, e[1], e[2]) for n, e in expectations if e[0] == "assign"]
-    got = [(number, k8snode_pure.sysctl_path(key), value) for number, key, value, _ in assignments]
+    got = [(number, sysctl_boot.sysctl_path(key), value) for number, key, value, _ in assignments]
     assert got == expected_assignments
     assert problems == [(n, e[1]) for n, e in expectations if e[0] == "problem"]
 
 
-def test_parse_sysctl_conf_dash_and_odd_separators(k8snode_pure):
+def test_parse_sysctl_conf_dash_and_odd_separators():
     text = "-net.ipv4.ip_forward = 1\x0cnet.core.somaxconn = 4096\r\n;x\nkey with space = 2\n"
-    assignments, problems = k8snode_pure.parse_sysctl_conf(text)
+    assignments, problems = sysctl_boot.parse_sysctl_conf(text)
     assert [(key, value, ignore) for _, key, value, ignore in assignments] == [
         ("net.ipv4.ip_forward", "1", True),
         ("net.core.somaxconn", "4096", False),
@@ -188,8 +191,8 @@ def model_boot(entries):
 
 @FUZZ_FS
 @given(sysctl_trees())
-def test_effective_boot_sysctls_follows_systemd(k8snode_pure, entries):
-    root = tempfile.mkdtemp(dir=k8snode_pure.test_base)
+def test_effective_boot_sysctls_follows_systemd(pure_base, entries):
+    root = tempfile.mkdtemp(dir=pure_base)
     for dir_index, name, content in entries:
         directory = os.path.join(root, DIRS[dir_index])
         os.makedirs(directory, exist_ok=True)
@@ -198,7 +201,7 @@ def test_effective_boot_sysctls_follows_systemd(k8snode_pure, entries):
         else:
             with open(os.path.join(directory, name), "wb") as handle:
                 handle.write(content[0])
-    boot = k8snode_pure.effective_boot_sysctls(root=root, reads_etc_sysctl_conf=False)
+    boot = k8snode_api.effective_boot_sysctls(root=root, reads_etc_sysctl_conf=False)
     files, values, globs, problems = model_boot(entries)
     assert boot["files"] == files
     assert {key: (v["value"], v["file"], v["line"]) for key, v in boot["values"].items()} == values
@@ -208,15 +211,15 @@ def test_effective_boot_sysctls_follows_systemd(k8snode_pure, entries):
 
 @FUZZ_FS
 @given(st.lists(st.binary(max_size=200), min_size=1, max_size=4), st.booleans())
-def test_effective_boot_sysctls_never_crashes_on_bytes(k8snode_pure, blobs, reads_conf):
-    root = tempfile.mkdtemp(dir=k8snode_pure.test_base)
+def test_effective_boot_sysctls_never_crashes_on_bytes(pure_base, blobs, reads_conf):
+    root = tempfile.mkdtemp(dir=pure_base)
     os.makedirs(os.path.join(root, "etc/sysctl.d"))
     for index, blob in enumerate(blobs):
         with open(os.path.join(root, f"etc/sysctl.d/{index}-x.conf"), "wb") as handle:
             handle.write(blob)
     with open(os.path.join(root, "etc/sysctl.conf"), "wb") as handle:
         handle.write(blobs[0])
-    boot = k8snode_pure.effective_boot_sysctls(root=root, reads_etc_sysctl_conf=reads_conf)
+    boot = k8snode_api.effective_boot_sysctls(root=root, reads_etc_sysctl_conf=reads_conf)
     assert len(boot["files"]) == len(blobs) + (1 if reads_conf else 0)
     for entry in boot["values"].values():
         assert entry["file"] in boot["files"]
@@ -231,10 +234,10 @@ MODULE_NAME = st.text(alphabet=NAME_CHARS + "-", min_size=1, max_size=20).filter
 
 @FUZZ
 @given(st.lists(MODULE_NAME, max_size=15), st.text())
-def test_parse_proc_modules(k8snode_pure, names, junk):
+def test_parse_proc_modules(names, junk):
     text = "".join(f"{name} {16384 + i} {i % 3} - Live 0xffffffffc0{i:06x}\n" for i, name in enumerate(names))
-    assert k8snode_pure.parse_proc_modules(text) == {name.replace("-", "_") for name in names}
-    assert isinstance(k8snode_pure.parse_proc_modules(junk), set)
+    assert kernel.parse_proc_modules(text) == {name.replace("-", "_") for name in names}
+    assert isinstance(kernel.parse_proc_modules(junk), set)
 
 
 @FUZZ
@@ -245,14 +248,14 @@ def test_parse_proc_modules(k8snode_pure, names, junk):
     ),
     st.text(),
 )
-def test_parse_module_list(k8snode_pure, entries, junk):
+def test_parse_module_list(entries, junk):
     lines = []
     for name, suffix, with_deps in entries:
         path = f"kernel/net/{name}{suffix}"
         lines.append(path + (": kernel/net/bridge/bridge.ko kernel/net/llc/stp.ko" if with_deps else ""))
     expected = {name.replace("-", "_") for name, suffix, _ in entries if suffix.startswith(".ko")}
-    assert k8snode_pure.parse_module_list("\n".join(lines)) == expected
-    assert isinstance(k8snode_pure.parse_module_list(junk), set)
+    assert kernel.parse_module_list("\n".join(lines)) == expected
+    assert isinstance(kernel.parse_module_list(junk), set)
 
 
 @FUZZ
@@ -268,11 +271,11 @@ def test_parse_module_list(k8snode_pure, entries, junk):
     EOL,
     st.text(),
 )
-def test_parse_modules_load(k8snode_pure, entries, eol, junk):
+def test_parse_modules_load(entries, eol, junk):
     text = eol.join(first + second if kind != "name" else "  " + first + second for kind, first, second in entries)
     expected = [first.replace("-", "_") for kind, first, _ in entries if kind == "name"]
-    assert k8snode_pure.parse_modules_load(text) == expected
-    for name in k8snode_pure.parse_modules_load(junk):
+    assert kernel.parse_modules_load(text) == expected
+    for name in kernel.parse_modules_load(junk):
         assert name and not name[0].isspace()
 
 
@@ -289,13 +292,13 @@ def test_parse_modules_load(k8snode_pure, entries, eol, junk):
     ),
     st.text(),
 )
-def test_parse_kernel_config(k8snode_pure, options, junk):
+def test_parse_kernel_config(options, junk):
     text = "#\n# Automatically generated file; DO NOT EDIT.\n#\n"
     for option, value in options.items():
         text += f"# CONFIG_{option} is not set\n" if value == "n" else f"CONFIG_{option}={value}\n"
     expected = {option: value.strip('"') for option, value in options.items() if value != "n"}
-    assert k8snode_pure.parse_kernel_config(text) == expected
-    assert isinstance(k8snode_pure.parse_kernel_config(junk), dict)
+    assert kernel.parse_kernel_config(text) == expected
+    assert isinstance(kernel.parse_kernel_config(junk), dict)
 
 
 @FUZZ
@@ -308,14 +311,14 @@ def test_parse_kernel_config(k8snode_pure, options, junk):
     st.lists(st.sampled_from(['"', "'", ""]), min_size=10, max_size=10),
     st.text(),
 )
-def test_parse_os_release(k8snode_pure, fields, quotes, junk):
+def test_parse_os_release(fields, quotes, junk):
     lines = ["# os-release(5)"]
     for (key, value), quote in zip(fields.items(), quotes):
         if not quote and (value != value.strip() or not value or " " in value):
             quote = '"'
         lines.append(f"{key}={quote}{value}{quote}")
-    assert k8snode_pure.parse_os_release("\n".join(lines) + "\n") == fields
-    assert isinstance(k8snode_pure.parse_os_release(junk), dict)
+    assert host.parse_os_release("\n".join(lines) + "\n") == fields
+    assert isinstance(host.parse_os_release(junk), dict)
 
 
 # ------------------------------------------------------------------- fstab
@@ -352,9 +355,9 @@ def fstab_texts(draw):
 
 @FUZZ
 @given(fstab_texts())
-def test_fstab_swap_lines(k8snode_pure, fstab):
+def test_fstab_swap_lines(fstab):
     text, devices = fstab
-    indexes, found = k8snode_pure._fstab_swap_lines(text)
+    indexes, found = swap.fstab_swap_lines(text)
     assert found == devices
     lines = text.splitlines()
     assert [lines[index].split()[0] for index in indexes] == devices
@@ -362,8 +365,8 @@ def test_fstab_swap_lines(k8snode_pure, fstab):
 
 @FUZZ
 @given(st.text())
-def test_fstab_swap_lines_never_crash(k8snode_pure, text):
-    indexes, devices = k8snode_pure._fstab_swap_lines(text)
+def test_fstab_swap_lines_never_crash(text):
+    indexes, devices = swap.fstab_swap_lines(text)
     assert len(indexes) == len(devices)
 
 
@@ -379,23 +382,23 @@ NOTHING_BUT_SWAP = {
 
 @FUZZ_FS
 @given(fstab_texts())
-def test_swap_off_then_revert_restores_fstab_exactly(k8snode_pure, fstab):
+def test_swap_off_then_revert_restores_fstab_exactly(pure_base, fstab):
     text, devices = fstab
-    root = tempfile.mkdtemp(dir=k8snode_pure.test_base)
+    root = tempfile.mkdtemp(dir=pure_base)
     os.makedirs(os.path.join(root, "etc"))
     path = os.path.join(root, "etc/fstab")
     with open(path, "w", encoding="utf-8", newline="") as handle:
         handle.write(text)
 
-    assert [entry.split(": ", 1)[1] for entry in k8snode_pure.swap_status(root=root)["at_boot"]] == sorted(set(devices))
-    ret = k8snode_pure.prepare(root=root, pillar=NOTHING_BUT_SWAP)
+    assert [entry.split(": ", 1)[1] for entry in k8snode_api.swap_status(root=root)["at_boot"]] == sorted(set(devices))
+    ret = k8snode_api._prepare(root=root, pillar=NOTHING_BUT_SWAP)
     assert ret["result"] is True, ret["comment"]
-    assert k8snode_pure.swap_status(root=root)["at_boot"] == []
+    assert k8snode_api.swap_status(root=root)["at_boot"] == []
     assert ("file:/etc/fstab" in ret["changes"]) is bool(devices)
     if devices:
         with open(path + ".k8snode.bak", encoding="utf-8", newline="") as handle:
             assert handle.read() == text
 
-    k8snode_pure.revert(root=root, pillar=NOTHING_BUT_SWAP)
+    k8snode_api._revert(root=root, pillar=NOTHING_BUT_SWAP)
     with open(path, encoding="utf-8", newline="") as handle:
         assert handle.read() == text

@@ -1,0 +1,394 @@
+"""
+Prepare and audit Linux hosts as Kubernetes nodes (kubeadm, RKE2, K3s, MicroK8s).
+
+This file is the execution module's API: the public functions, their
+documentation, and the only code that touches Salt's dunders (``__salt__``,
+``__grains__``, ``__pillar__``). The logic lives in the package's pure
+submodules, imported lazily (the loader puts this package in ``sys.modules``
+only after running this file): see ``docs/ARCHITECTURE.md``.
+
+Read-only functions, safe to grant to a role that may only look at nodes
+(``publisher_acl`` / external auth; see the README): ``audit``,
+``requirements``, ``kernel_facts``, ``boot_modules``, ``effective_boot_sysctls``,
+``module_status``, ``sysctl_status``, ``swap_status``. They read ``/proc``,
+``/sys`` and ``/etc`` (or a ``root`` tree) and start no process.
+
+Functions that change the host: ``prepare`` and ``revert`` (what the
+``k8snode.prepared`` and ``k8snode.absent`` states call). They write only the
+files k8snode owns, under ``/etc``, and take no path of the caller's choice
+but ``files:``, which must be a ``.conf`` name in modules-load.d or sysctl.d.
+"""
+
+__virtualname__ = "k8snode"
+
+#: The public functions that change nothing (for a read-only grant).
+READ_ONLY_FUNCTIONS = (
+    "audit",
+    "requirements",
+    "kernel_facts",
+    "boot_modules",
+    "effective_boot_sysctls",
+    "module_status",
+    "sysctl_status",
+    "swap_status",
+)
+#: The public functions that change the host.
+CHANGING_FUNCTIONS = ("prepare", "revert")
+
+
+def __virtual__():
+    if __grains__.get("kernel", "Linux") != "Linux":
+        return False, "k8snode: Kubernetes nodes are Linux hosts"
+    return __virtualname__
+
+
+# --------------------------------------------------------------------------
+# What the pure submodules need from Salt, passed in explicitly
+# --------------------------------------------------------------------------
+
+
+def _identity(root):
+    """The host's OS: from the grains for the running host, from the tree's
+    os-release file for any other ``root``. ``source`` says which."""
+    from . import host
+
+    if root == "/" and __grains__.get("os_family"):
+        try:
+            major = int(str(__grains__.get("osmajorrelease") or 0).split(".")[0])
+        except ValueError:
+            major = 0
+        os_id = str(__grains__.get("os", "")).lower()
+        return {"os_family": __grains__["os_family"], "os": os_id, "major": major, "source": "grains"}
+    return host.os_identity(root)
+
+
+def _pillar_settings():
+    return (__pillar__ or {}).get("k8snode") or {}
+
+
+def _clean(kwargs):
+    """Drop the ``__pub_*`` keywords Salt adds to a published call."""
+    return {key: value for key, value in kwargs.items() if not key.startswith("__")}
+
+
+def _resolve(distribution, root, pillar, overrides):
+    from .resolve import resolve
+
+    if pillar is None:
+        pillar = _pillar_settings()
+    return resolve(distribution, pillar, _clean(overrides), _identity(root))
+
+
+def _os_boot(root):
+    """How this OS boots (``reads_etc_sysctl_conf``, ``etc_modules``), from the tables alone."""
+    return _resolve(None, root, {}, {})["boot"]
+
+
+def _refuse_root(overrides):
+    """The changing functions act on the running host only: a ``root`` would make them
+    write (and run modprobe/swapoff for) a tree of the caller's choice."""
+    if "root" in overrides:
+        from .validate import invalid
+
+        raise invalid(
+            "arguments", "setting", "root", "prepare and revert change the running host only (root= is read-only)"
+        )
+
+
+def _run(argv):
+    return __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True)
+
+
+def _prepare(distribution=None, test=False, root="/", pillar=None, **overrides):
+    """:func:`prepare` on the tree at ``root`` (the unit tests' seam; not public)."""
+    from . import changes
+
+    resolved = _resolve(distribution, root, pillar, overrides)
+    return changes.prepare(resolved, root, _run, test)
+
+
+def _revert(test=False, root="/", pillar=None, **overrides):
+    """:func:`revert` on the tree at ``root`` (the unit tests' seam; not public)."""
+    from . import changes
+
+    # The same settings as prepare are accepted (and checked); only the file names matter here.
+    resolved = _resolve(overrides.pop("distribution", None), root, pillar, overrides)
+    return changes.revert(resolved, root, test)
+
+
+# --------------------------------------------------------------------------
+# Read-only
+# --------------------------------------------------------------------------
+
+
+def requirements(distribution=None, root="/", pillar=None, **overrides):
+    """
+    Resolve what this host needs for its Kubernetes distribution, and say where
+    each value came from. The layers apply in this order, a later one winning:
+    the distribution's table, extras, the OS family, the OS release, the pillar
+    ``k8snode``, then the arguments. ``os_source`` says where the OS was read
+    (``grains``, or the os-release file of ``root``).
+
+    distribution
+        ``kubeadm`` (default), ``rke2``, ``k3s`` or ``microk8s``.
+    extras
+        List of optional bundles: ``ipvs``, ``ipv6``, ``protect_kernel_defaults``,
+        ``inotify``, ``max_map_count``.
+    modules
+        ``{name: {alternatives: [...], required: bool}}``; ``name: false`` drops it.
+    sysctls
+        ``{key: value}`` or ``{key: {value, compare: exact|min, required}}``;
+        ``key: false`` drops it.
+    swap
+        ``off`` (no swap now nor at boot), ``warn`` or ``ignore``.
+    files
+        ``{modules_load: /etc/modules-load.d/NAME.conf, sysctl: /etc/sysctl.d/NAME.conf}``.
+    pillar
+        The ``k8snode`` settings to use instead of this minion's pillar.
+    root
+        Directory to read the host from (a chroot, an image). Default ``/``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.requirements
+        salt '*' k8snode.requirements distribution=rke2 extras='[ipvs]'
+    """
+    return _resolve(distribution, root, pillar, overrides)
+
+
+def audit(distribution=None, root="/", pillar=None, **overrides):
+    """
+    Tell whether this host is a correct Kubernetes node for its distribution,
+    what is wrong, and what will be lost at the next reboot. Read-only: it reads
+    ``/proc``, ``/sys`` and ``/etc`` and changes nothing.
+
+    Takes the same arguments as :func:`requirements`. Returns ``ready`` (true
+    only when every required check is ``ok``), ``distribution``, ``os_family``,
+    ``summary`` (counts per status), ``failing``, ``lost_at_reboot`` and
+    ``checks``: ``{"module:overlay": {"status": "ok"|"fail"|"warn", "required",
+    "expected", "live", "boot", "detail"}, "sysctl:net.ipv4.ip_forward": ...,
+    "swap": ..., "kernel_config": ..., "cgroup": ...}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.audit
+        salt '*' k8snode.audit distribution=k3s --out=k8snode
+    """
+    from . import checks
+
+    return checks.audit(_resolve(distribution, root, pillar, overrides), root)
+
+
+def kernel_facts(root="/"):
+    """
+    Read what the running kernel offers: loaded, built-in and available modules,
+    its config and filesystems. Reads files only.
+
+    root
+        Directory to read the host from. Default ``/``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.kernel_facts
+    """
+    from . import kernel
+
+    return kernel.kernel_facts(root)
+
+
+def boot_modules(root="/", etc_modules=None):
+    """
+    Return the modules that will be loaded at boot and the files that list them:
+    ``{"br_netfilter": ["/etc/modules-load.d/k8snode.conf"], ...}``.
+
+    root
+        Directory to read the host from. Default ``/``.
+    etc_modules
+        Also read this file (Debian's ``/etc/modules``). Default: from the OS data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.boot_modules
+    """
+    from . import kernel
+
+    if etc_modules is None:
+        etc_modules = _os_boot(root)["etc_modules"]
+    return kernel.boot_modules(root, etc_modules)
+
+
+def effective_boot_sysctls(root="/", reads_etc_sysctl_conf=None):
+    """
+    Compute the sysctl values that hold after the next boot, the way systemd-sysctl
+    applies them: all sysctl.d directories, a name in an earlier directory masking
+    the same name in a later one, files sorted by name, the last assignment winning,
+    an explicit key winning over a glob.
+
+    root
+        Directory to read the host from. Default ``/``.
+    reads_etc_sysctl_conf
+        Whether ``/etc/sysctl.conf`` is read at boot. Default: from the OS data.
+
+    Returns ``{"files": [...], "values": {path_key: {"value", "file", "line",
+    "assignments": [[file, value], ...]}}, "globs": [...], "problems": [...]}``;
+    keys are /proc/sys paths (``net/ipv4/ip_forward``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.effective_boot_sysctls
+    """
+    from . import sysctl_boot
+
+    if reads_etc_sysctl_conf is None:
+        reads_etc_sysctl_conf = _os_boot(root)["reads_etc_sysctl_conf"]
+    return sysctl_boot.effective_boot_sysctls(root, reads_etc_sysctl_conf)
+
+
+def module_status(name, root="/", alternatives=None):
+    """
+    Tell whether a kernel module is loaded, built in, available but not loaded,
+    or missing, with the evidence, and which files load it at boot.
+
+    name
+        The module, e.g. ``br_netfilter``.
+    alternatives
+        Names to try in order instead of ``name`` alone (``[nf_conntrack, nf_conntrack_ipv4]``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.module_status br_netfilter
+    """
+    from . import kernel
+    from .validate import check_module_name
+
+    check_module_name(name, "arguments")
+    alternatives = [check_module_name(alt, "arguments") for alt in (alternatives or [name])]
+    facts = kernel.kernel_facts(root)
+    chosen, state, evidence = kernel.resolve_module(alternatives, facts, root)
+    return {
+        "name": chosen,
+        "state": state,
+        "evidence": evidence,
+        "persisted": boot_modules(root).get(chosen, []),
+        "module_support": facts["module_support"],
+    }
+
+
+def sysctl_status(key, value=None, compare="exact", root="/"):
+    """
+    Report one sysctl: its live value, the value that holds after reboot and the
+    file that sets it, and whether both meet ``value``.
+
+    key
+        e.g. ``net.ipv4.ip_forward``.
+    value
+        The value wanted; without it only the values are reported.
+    compare
+        ``exact`` or ``min`` (a floor).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.sysctl_status net.ipv4.ip_forward 1
+    """
+    import os
+
+    from . import host, sysctl_boot
+    from .tables import SYSCTL_COMPARISONS
+    from .validate import check_sysctl_key, invalid, normalize_sysctl_value
+
+    check_sysctl_key(key, "arguments")
+    if compare not in SYSCTL_COMPARISONS:
+        raise invalid("arguments", "compare", compare, "one of " + ", ".join(SYSCTL_COMPARISONS))
+    path_key = sysctl_boot.sysctl_path(key)
+    winner = sysctl_boot.boot_assignment(path_key, effective_boot_sysctls(root))
+    status = {
+        "key": key,
+        "exists": os.path.exists(host.path(root, "proc/sys/" + path_key)),
+        "live": sysctl_boot.read_live(root, key),
+        "boot": winner["value"] if winner else None,
+        "boot_file": winner["file"] if winner else None,
+    }
+    if value is not None:
+        wanted = normalize_sysctl_value(value, "arguments", key)
+        status["live_ok"] = sysctl_boot.value_satisfies(status["live"], wanted, compare)
+        status["boot_ok"] = sysctl_boot.value_satisfies(status["boot"], wanted, compare)
+    return status
+
+
+def swap_status(root="/"):
+    """
+    Report active swap (``/proc/swaps``) and swap that comes back at boot
+    (``/etc/fstab`` entries, systemd swap units, zram-generator).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.swap_status
+    """
+    from . import swap
+
+    return swap.swap_status(root)
+
+
+# --------------------------------------------------------------------------
+# Changing the host
+# --------------------------------------------------------------------------
+
+
+def prepare(distribution=None, test=False, pillar=None, **overrides):
+    """
+    Make this host a correct node for its Kubernetes distribution and keep it so
+    across reboots; change only what differs. Modules first (loaded unless
+    already loaded or built in, then listed in the modules-load.d file k8snode
+    owns), then sysctls (set live, then written to the sysctl.d file it owns,
+    floors never lowered), then swap where the policy is ``off`` (swapoff, and
+    fstab swap lines commented out with a marker after a backup).
+
+    Invalid settings raise before anything is changed. One failing item does not
+    stop the others. Takes the arguments of :func:`requirements` but ``root``
+    (it changes the running host only), and ``test``.
+
+    Returns ``{"result": True|False|None, "changes": {item: {"old", "new"}},
+    "comment": str, "failures": {item: reason}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.prepare test=True
+        salt '*' k8snode.prepare distribution=k3s
+    """
+    _refuse_root(overrides)
+    return _prepare(distribution, test, "/", pillar, **overrides)
+
+
+def revert(test=False, pillar=None, **overrides):
+    """
+    Undo what :func:`prepare` persisted: remove the modules-load.d and sysctl.d
+    files k8snode wrote and uncomment the fstab swap lines it commented out.
+    Loaded modules and live sysctl values are left alone: unloading
+    br_netfilter on a live node breaks its pod network.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.revert test=True
+    """
+    _refuse_root(overrides)
+    return _revert(test, "/", pillar, **overrides)

@@ -1,0 +1,293 @@
+"""
+Changing the host, for the ``k8snode.prepared`` and ``k8snode.absent`` states:
+load modules, set sysctls, write the files k8snode owns, turn swap off, and
+undo what was persisted. Change only what differs; collect per-item changes
+and failures; one failing item does not stop the others.
+
+Commands (``modprobe``, ``swapoff``) go through the ``run`` callable the API
+passes in (Salt's ``cmd.run_all`` with ``python_shell=False``): argv lists,
+never a shell.
+"""
+
+import contextlib
+import errno
+import os
+
+from . import host, kernel, swap, sysctl_boot, writer
+
+
+class _Outcome:
+    """Collects per-item changes and failures of one prepare or revert run."""
+
+    def __init__(self, test):
+        self.test = test
+        self.changes = {}
+        self.failures = {}
+        self.notes = []
+
+    def change(self, item, old, new):
+        self.changes[item] = {"old": old, "new": new}
+
+    def fail(self, item, reason):
+        self.failures[item] = reason
+
+    def result(self, done_comment):
+        if self.failures:
+            result = False
+            comment = "Failed: " + "; ".join(f"{item}: {reason}" for item, reason in sorted(self.failures.items()))
+        elif self.test and self.changes:
+            result, comment = None, f"{len(self.changes)} change(s) would be made"
+        else:
+            result, comment = True, (f"{len(self.changes)} change(s) made" if self.changes else done_comment)
+        if self.notes:
+            comment += ". " + " ".join(self.notes)
+        return {"result": result, "changes": self.changes, "comment": comment, "failures": self.failures}
+
+
+def _write_managed(outcome, root, path, content):
+    """Write a file of ours when it differs; never touch a file that is not ours."""
+    full = host.path(root, path)
+    old = host.read_text(full)
+    if old == content:
+        return True
+    if old is not None and not writer.is_ours(old):
+        outcome.fail(
+            f"file:{path}",
+            "exists and was not written by k8snode: refusing to overwrite it; choose another name in files:",
+        )
+        return False
+    note = "restored (it was edited by hand)" if old is not None else "created"
+    outcome.change(f"file:{path}", old, content)
+    if old is not None:
+        outcome.notes.append(f"{path} {note}.")
+    if outcome.test:
+        return True
+    try:
+        writer.atomic_write(full, content)
+    except OSError as exc:
+        outcome.fail(f"file:{path}", f"cannot write: {exc.strerror or exc}")
+        return False
+    return True
+
+
+def _load_modules(outcome, resolved, facts, root, run):
+    """Load what is missing; return {requirement name: module name now present}."""
+    present = {}
+    for name, requirement in resolved["modules"].items():
+        chosen, state, evidence = kernel.resolve_module(requirement["alternatives"], facts, root)
+        if state in ("loaded", "builtin"):
+            present[name] = chosen
+            continue
+        candidates = [chosen] if state == "available" else requirement["alternatives"]
+        if outcome.test:
+            if state == "available":
+                outcome.change(f"module:{name}", "not loaded", f"{chosen} loaded")
+                present[name] = chosen
+            elif requirement["required"]:
+                outcome.fail(f"module:{name}", f"would fail: {evidence}")
+            continue
+        errors = []
+        for candidate in candidates:
+            done = run(["modprobe", "--", candidate])
+            if done["retcode"] == 0:
+                outcome.change(f"module:{name}", "not loaded", f"{candidate} loaded")
+                present[name] = candidate
+                break
+            errors.append(
+                f"modprobe {candidate}: {(done.get('stderr') or '').strip() or 'exit ' + str(done['retcode'])}"
+            )
+        else:
+            hint = resolved["hints"].get(name)
+            reason = f"{evidence}; " + "; ".join(errors) + (f" ({hint})" if hint else "")
+            if requirement["required"]:
+                outcome.fail(f"module:{name}", reason)
+            else:
+                outcome.notes.append(f"optional module {name} unavailable: {reason}.")
+    return present
+
+
+def _render(lines):
+    return writer.MANAGED_HEADER + "".join(line + "\n" for line in lines)
+
+
+def _desired_sysctls(resolved, root, own_boot_values):
+    """Values for our sysctl file: floors keep the highest of the value we wrote,
+    the live value and what the other files set at boot, never lower them."""
+    others = sysctl_boot.effective_boot_sysctls(
+        root, resolved["boot"]["reads_etc_sysctl_conf"], replace={resolved["files"]["sysctl"]["path"]: None}
+    )
+    desired = {}
+    for key, requirement in resolved["sysctls"].items():
+        value = requirement["value"]
+        if requirement["compare"] == "min":
+            other = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), others)
+            candidates = (
+                own_boot_values.get(sysctl_boot.sysctl_path(key)),
+                sysctl_boot.read_live(root, key),
+                other and other["value"],
+            )
+            higher = [int(found) for found in candidates if sysctl_boot.value_satisfies(found, value, "min")]
+            if higher:
+                value = str(max(higher))
+        desired[key] = value
+    return desired
+
+
+def _set_sysctls(outcome, resolved, root, desired, loading=()):
+    """Set live values; return the keys the kernel has (the ones to persist).
+
+    ``loading``: modules that test mode would have loaded (their keys don't exist yet)."""
+    existing = []
+    for key, value in desired.items():
+        requirement = resolved["sysctls"][key]
+        proc = host.path(root, "proc/sys/" + sysctl_boot.sysctl_path(key))
+        live = sysctl_boot.read_live(root, key)
+        if live is None:
+            needed = requirement.get("needs_module")
+            if needed and needed in loading:
+                # test=True: the key appears once the module loads; the real run sets and persists it.
+                existing.append(key)
+                outcome.change(f"sysctl:{key}", None, value)
+                continue
+            reason = f"{key} does not exist in this kernel" + (f" ({needed} is not loaded)" if needed else "")
+            if requirement["required"]:
+                outcome.fail(f"sysctl:{key}", reason)
+            else:
+                outcome.notes.append(f"optional {reason}.")
+            continue
+        existing.append(key)
+        if sysctl_boot.value_satisfies(live, requirement["value"], requirement["compare"]):
+            continue
+        outcome.change(f"sysctl:{key}", live, value)
+        if outcome.test:
+            continue
+        try:
+            with open(proc, "w", encoding="ascii") as handle:
+                handle.write(value)
+        except OSError as exc:
+            reason = (
+                "/proc/sys is read-only here" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else exc.strerror
+            )
+            outcome.fail(f"sysctl:{key}", f"cannot set {value}: {reason}")
+            del outcome.changes[f"sysctl:{key}"]
+    return existing
+
+
+def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
+    boot = sysctl_boot.effective_boot_sysctls(
+        root, resolved["boot"]["reads_etc_sysctl_conf"], replace={sysctl_file: content}
+    )
+    for key, requirement in resolved["sysctls"].items():
+        if f"sysctl:{key}" in outcome.failures:
+            continue
+        winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
+        if (
+            winner
+            and winner["file"] != sysctl_file
+            and not sysctl_boot.value_satisfies(winner["value"], requirement["value"], requirement["compare"])
+        ):
+            outcome.fail(
+                f"sysctl:{key}",
+                f"{winner['file']} sets {winner['value']} at boot and is read after {sysctl_file}: "
+                "change that file or choose a sysctl file name that sorts after it (files: sysctl:)",
+            )
+
+
+def _swap_off(outcome, resolved, root, run):
+    if resolved["swap"]["policy"] != "off":
+        return
+    found = swap.swap_status(root)
+    for device in found["active"]:
+        outcome.change(f"swap:{device}", "active", "off")
+        if not outcome.test:
+            done = run(["swapoff", "--", device])
+            if done["retcode"] != 0:
+                outcome.fail(f"swap:{device}", f"swapoff failed: {(done.get('stderr') or '').strip()}")
+    fstab = host.path(root, "etc/fstab")
+    text = host.read_text(fstab)
+    indexes, _ = swap.fstab_swap_lines(text or "")
+    if indexes:
+        lines = text.splitlines(keepends=True)
+        for index in indexes:
+            lines[index] = writer.FSTAB_MARKER + lines[index]
+        new = "".join(lines)
+        outcome.change("file:/etc/fstab", text, new)
+        if not outcome.test:
+            backup = fstab + writer.FSTAB_BACKUP_SUFFIX
+            try:
+                if not os.path.exists(backup):
+                    writer.atomic_write(backup, text, os.stat(fstab).st_mode & 0o777)
+                writer.atomic_write(fstab, new, os.stat(fstab).st_mode & 0o777)
+            except OSError as exc:
+                outcome.fail("file:/etc/fstab", f"cannot write: {exc.strerror or exc}")
+    others = [where for where in found["at_boot"] if not where.startswith("/etc/fstab")]
+    if others:
+        outcome.fail(
+            "swap",
+            "swap comes back at boot from " + ", ".join(others) + ": mask or remove it (k8snode edits only /etc/fstab)",
+        )
+
+
+def prepare(resolved, root, run, test=False):
+    """Make the host what ``resolved`` asks for; see the API's ``prepare``."""
+    outcome = _Outcome(bool(test))
+    with writer.Lock(root) if not test else contextlib.nullcontext():
+        facts = kernel.kernel_facts(root)
+        present = _load_modules(outcome, resolved, facts, root, run)
+        modules_file = resolved["files"]["modules_load"]["path"]
+        _write_managed(outcome, root, modules_file, _render(sorted(set(present.values()))))
+
+        sysctl_file = resolved["files"]["sysctl"]["path"]
+        own = host.read_text(host.path(root, sysctl_file))
+        own_values = {}
+        if writer.is_ours(own):
+            own_values = {
+                sysctl_boot.sysctl_path(key): value for _, key, value, _ in sysctl_boot.parse_sysctl_conf(own)[0]
+            }
+        desired = _desired_sysctls(resolved, root, own_values)
+        # test=True loads nothing: preview the keys of the modules it would load.
+        loading = {present[name] for name in present if f"module:{name}" in outcome.changes} if test else set()
+        existing = _set_sysctls(outcome, resolved, root, desired, loading)
+        content = _render(f"{key} = {desired[key]}" for key in sorted(existing))
+        _check_boot_precedence(outcome, resolved, root, sysctl_file, content)
+        _write_managed(outcome, root, sysctl_file, content)
+
+        _swap_off(outcome, resolved, root, run)
+    ret = outcome.result(f"{resolved['distribution']} node already prepared")
+    ret["distribution"] = resolved["distribution"]
+    return ret
+
+
+def revert(resolved, root, test=False):
+    """Remove what :func:`prepare` persisted; see the API's ``revert``."""
+    outcome = _Outcome(bool(test))
+    with writer.Lock(root) if not test else contextlib.nullcontext():
+        for what in ("modules_load", "sysctl"):
+            path = resolved["files"][what]["path"]
+            text = host.read_text(host.path(root, path))
+            if text is None:
+                continue
+            if not writer.is_ours(text):
+                outcome.notes.append(f"{path} was not written by k8snode: left alone.")
+                continue
+            outcome.change(f"file:{path}", text, None)
+            if not test:
+                try:
+                    os.unlink(host.path(root, path))
+                except OSError as exc:
+                    outcome.fail(f"file:{path}", f"cannot remove: {exc.strerror}")
+        fstab = host.path(root, "etc/fstab")
+        text = host.read_text(fstab)
+        if text and writer.FSTAB_MARKER in text:
+            restored = "".join(
+                line[len(writer.FSTAB_MARKER) :] if line.startswith(writer.FSTAB_MARKER) else line
+                for line in text.splitlines(keepends=True)
+            )
+            outcome.change("file:/etc/fstab", text, restored)
+            if not test:
+                try:
+                    writer.atomic_write(fstab, restored, os.stat(fstab).st_mode & 0o777)
+                except OSError as exc:
+                    outcome.fail("file:/etc/fstab", f"cannot write: {exc.strerror}")
+    outcome.notes.append("Loaded modules and live sysctl values were left as they are.")
+    return outcome.result("nothing of k8snode's to remove")

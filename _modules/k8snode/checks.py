@@ -1,0 +1,192 @@
+"""
+The audit: every requirement compared with the host now and at the next boot,
+one check each, as data (``status``, ``required``, ``expected``, ``live``,
+``boot``, ``detail``) that a person, ``--out=json`` and the fleet report can use.
+Read-only: it reads /proc, /sys and /etc and starts no process.
+"""
+
+from . import host, kernel, swap, sysctl_boot
+from .tables import KERNEL_CONFIG_REQUIRED
+
+
+def _check(status, required, expected, live, boot, detail, **extra):
+    if status == "fail" and not required:
+        status = "warn"
+    return {
+        "status": status,
+        "required": required,
+        "expected": expected,
+        "live": live,
+        "boot": boot,
+        "detail": detail,
+        **extra,
+    }
+
+
+def _module_check(requirement, facts, persisted, hints, root):
+    chosen, state, evidence = kernel.resolve_module(requirement["alternatives"], facts, root)
+    files = persisted.get(chosen, [])
+    boot = ", ".join(files) if files else ("built in" if state == "builtin" else "not persisted")
+    hint = f" ({hints[chosen]})" if chosen in hints else ""
+    live_ok = state in ("loaded", "builtin")
+    if state == "builtin":
+        status, detail = "ok", f"{chosen} is built into the kernel ({evidence})"
+    elif state == "loaded" and files:
+        status, detail = "ok", f"{chosen} is loaded and listed in {files[0]} for boot"
+    elif state == "loaded":
+        status, detail = "fail", f"{chosen} is loaded now but no modules-load.d file lists it: lost at the next reboot"
+    elif state == "available":
+        when = f"listed in {files[0]} for boot" if files else "not persisted either"
+        status, detail = "fail", f"{chosen} is available but not loaded ({when}): run state.apply k8snode"
+    else:
+        status, detail = "fail", f"{chosen} is not in this kernel: {evidence}{hint}"
+    return _check(
+        status,
+        requirement["required"],
+        "loaded or built in, and loaded at boot",
+        state,
+        boot,
+        detail,
+        module=chosen,
+        lost_at_reboot=live_ok and status != "ok",
+        source=requirement.get("source"),
+    )
+
+
+def _sysctl_check(key, requirement, boot, root, module_states):
+    expected, compare = requirement["value"], requirement["compare"]
+    live = sysctl_boot.read_live(root, key)
+    winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
+    boot_value = winner["value"] if winner else None
+    shown_expected = expected if compare == "exact" else f">= {expected}"
+    live_ok, boot_ok = (
+        sysctl_boot.value_satisfies(live, expected, compare),
+        sysctl_boot.value_satisfies(boot_value, expected, compare),
+    )
+    if live is None:
+        needed = requirement.get("needs_module")
+        why = f": {needed} is {module_states.get(needed, 'not loaded')}" if needed else ""
+        detail = f"{key} does not exist in this kernel{why}"
+    elif not live_ok:
+        detail = f"{key} is {live} now, needs {shown_expected}"
+        if winner and not boot_ok:
+            detail += f"; {winner['file']} sets {boot_value} at boot"
+    elif winner is None:
+        detail = f"{key} is {live} now but no sysctl.d file sets it: lost at the next reboot"
+    elif not boot_ok:
+        detail = f"{key} is {live} now but {winner['file']} sets {boot_value} at boot"
+    else:
+        detail = f"{key} is {live}, set at boot by {winner['file']}"
+    return _check(
+        "ok" if live_ok and boot_ok else "fail",
+        requirement["required"],
+        shown_expected,
+        live,
+        boot_value,
+        detail,
+        boot_file=winner["file"] if winner else None,
+        lost_at_reboot=live_ok and not boot_ok,
+        source=requirement.get("source"),
+    )
+
+
+def _swap_check(policy, root):
+    found = swap.swap_status(root)
+    active, at_boot = found["active"], found["at_boot"]
+    problems = [f"active: {device}" for device in active] + [f"at boot: {where}" for where in at_boot]
+    if policy["policy"] == "ignore":
+        return _check("ok", False, "any", active, at_boot, "swap is not checked (policy ignore)")
+    if not problems:
+        return _check("ok", policy["policy"] == "off", "no swap", [], [], "no swap now and none at boot")
+    return _check(
+        "fail" if policy["policy"] == "off" else "warn",
+        policy["policy"] == "off",
+        "no swap",
+        active,
+        at_boot,
+        "swap is on: " + "; ".join(problems),
+        lost_at_reboot=False,
+        source=policy["source"],
+    )
+
+
+def _kernel_config_check(facts):
+    if not facts["config"]:
+        return _check(
+            "warn",
+            False,
+            "readable kernel config",
+            None,
+            None,
+            "kernel config not readable (/proc/config.gz, /boot/config-*): not verified",
+        )
+    missing = [option for option in KERNEL_CONFIG_REQUIRED if facts["config"].get(option) not in ("y", "m")]
+    if missing:
+        detail = "missing in " + facts["config_source"] + ": " + ", ".join("CONFIG_" + option for option in missing)
+        return _check("warn", False, "kubeadm's required options =y or =m", missing, None, detail)
+    return _check(
+        "ok",
+        False,
+        "kubeadm's required options =y or =m",
+        [],
+        None,
+        f"all kubeadm options present in {facts['config_source']}",
+    )
+
+
+def _cgroup_version(root):
+    for line in (
+        host.read_text(host.path(root, "proc/self/mounts")) or host.read_text(host.path(root, "proc/mounts")) or ""
+    ).splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == "/sys/fs/cgroup":
+            return 2 if fields[2] == "cgroup2" else 1
+    return None
+
+
+def _cgroup_check(root):
+    version = _cgroup_version(root)
+    if version == 2:
+        return _check("ok", False, "cgroup v2", "v2", None, "cgroup v2 is mounted at /sys/fs/cgroup")
+    return _check(
+        "warn",
+        False,
+        "cgroup v2",
+        f"v{version}" if version else None,
+        None,
+        "cgroup v1: kubeadm warns, and kubelet refuses it from 1.35 by default"
+        if version
+        else "no cgroup mount at /sys/fs/cgroup",
+    )
+
+
+def audit(resolved, root):
+    facts = kernel.kernel_facts(root)
+    persisted = kernel.boot_modules(root, resolved["boot"]["etc_modules"])
+    boot = sysctl_boot.effective_boot_sysctls(root, resolved["boot"]["reads_etc_sysctl_conf"])
+    checks = {}
+    module_states = {}
+    for name, requirement in resolved["modules"].items():
+        check = _module_check(requirement, facts, persisted, resolved["hints"], root)
+        checks[f"module:{name}"] = check
+        module_states[name] = check["live"]
+    for key, requirement in resolved["sysctls"].items():
+        checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states)
+    checks["swap"] = _swap_check(resolved["swap"], root)
+    checks["kernel_config"] = _kernel_config_check(facts)
+    checks["cgroup"] = _cgroup_check(root)
+    summary = {"ok": 0, "fail": 0, "warn": 0}
+    for check in checks.values():
+        summary[check["status"]] += 1
+    return {
+        "ready": all(check["status"] == "ok" for check in checks.values() if check["required"]),
+        "distribution": resolved["distribution"],
+        "os_family": resolved["os_family"],
+        "os": resolved["os"],
+        "kernel": facts["release"],
+        "summary": summary,
+        "failing": sorted(name for name, check in checks.items() if check["status"] == "fail"),
+        "lost_at_reboot": sorted(name for name, check in checks.items() if check.get("lost_at_reboot")),
+        "checks": checks,
+        "boot_problems": boot["problems"],
+    }

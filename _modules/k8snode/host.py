@@ -1,0 +1,146 @@
+"""
+Reading the host: files relative to a ``root`` directory, and nothing else.
+
+Every function that reads the host goes through :func:`path`, so the unit
+tests run the same code on fake trees (and guard this one function against
+touching the real host). Nothing here writes.
+"""
+
+import os
+
+
+def path(root, relative):
+    """``relative`` (``etc/fstab`` or ``/etc/fstab``) under ``root``."""
+    return os.path.join(root, relative.lstrip("/"))
+
+
+def read_text(full_path):
+    """Return the file's text, or None when it does not exist or can't be read."""
+    # os.read rather than open(): no buffer object nor isatty() per file (sysctl.d may hold many).
+    try:
+        fd = os.open(full_path, os.O_RDONLY)
+    except OSError:
+        return None
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    # Config files are ASCII in practice; a stray byte must not hide the rest.
+    return data.decode("utf-8", errors="replace")
+
+
+def display(root, full_path):
+    """The path as the host sees it (``/etc/...``), for messages and reports."""
+    if root == "/":
+        return full_path
+    # Paths are built by path(root, ...): strip the root without relpath's two abspaths.
+    prefix = os.path.join(root, "")
+    return "/" + full_path[len(prefix) :] if full_path.startswith(prefix) else "/" + os.path.relpath(full_path, root)
+
+
+def is_masked(full_path):
+    """A link to /dev/null: systemd's way to mask a unit or a configuration file."""
+    return os.path.islink(full_path) and os.readlink(full_path) == "/dev/null"
+
+
+def same_file_in(paths, target):
+    """Whether one of ``paths`` resolves to ``target`` (realpath): a stat per path, and
+    realpath only for the ones on the same inode, not a walk of every path."""
+    try:
+        wanted = os.stat(target)
+    except OSError:
+        return False
+    real = None
+    for candidate in paths:
+        try:
+            if not os.path.samestat(os.stat(candidate), wanted):
+                continue
+        except OSError:
+            continue
+        real = real or os.path.realpath(target)
+        if os.path.realpath(candidate) == real:
+            return True
+    return False
+
+
+def conf_files(root, directories):
+    """Return [(name, path)] sorted by name, as systemd's conf_files_list does: a name
+    in an earlier directory masks the same name in a later one."""
+    chosen = {}
+    for directory in directories:
+        full = path(root, directory)
+        try:
+            names = os.listdir(full)
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".conf") and name not in chosen:
+                chosen[name] = os.path.join(full, name)
+    # A link to /dev/null masks the name: nothing is read.
+    return [(name, chosen[name]) for name in sorted(chosen) if not is_masked(chosen[name])]
+
+
+def parse_os_release(text):
+    """Parse os-release(5) text into a dict."""
+    result = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        result[key.strip()] = value
+    return result
+
+
+_FAMILY_OF_ID = {
+    "debian": "Debian",
+    "ubuntu": "Debian",
+    "raspbian": "Debian",
+    "rhel": "RedHat",
+    "centos": "RedHat",
+    "fedora": "RedHat",
+    "rocky": "RedHat",
+    "almalinux": "RedHat",
+    "ol": "RedHat",
+    "amzn": "RedHat",
+    "suse": "Suse",
+    "sles": "Suse",
+}
+
+
+def os_identity(root):
+    """Return ``{"os_family", "os", "major", "source"}`` from the tree's os-release file."""
+    release, source = {}, None
+    for candidate in ("etc/os-release", "usr/lib/os-release"):
+        text = read_text(path(root, candidate))
+        if text is not None:
+            release, source = parse_os_release(text), "/" + candidate
+            break
+    ids = [release.get("ID", "")] + release.get("ID_LIKE", "").split()
+    family = None
+    for ident in ids:
+        family = _FAMILY_OF_ID.get(ident) or ("Suse" if ident.startswith(("opensuse", "sle")) else None)
+        if family:
+            break
+    try:
+        major = int(release.get("VERSION_ID", "0").split(".")[0])
+    except ValueError:
+        major = 0
+    return {"os_family": family or "unknown", "os": release.get("ID", ""), "major": major, "source": source}
+
+
+def kernel_release(root):
+    """The running kernel's release (``uname -r``), from /proc."""
+    text = read_text(path(root, "proc/sys/kernel/osrelease"))
+    return text.strip() if text else ""

@@ -1,0 +1,176 @@
+"""
+The kernel's modules: which are loaded, built in, available or missing, with
+the evidence, and which files load them at boot (systemd-modules-load).
+
+A module can be in the kernel without being listed in ``/proc/modules``: built
+in (``modules.builtin``, ``CONFIG_X=y``), or on a kernel without module support
+at all (WSL2, Firecracker, CI's VM kernel). ``lsmod`` and Salt's
+``kmod.present`` miss those; here the evidence decides.
+"""
+
+import gzip
+import os
+
+from . import host
+from .tables import MODULE_EVIDENCE
+
+# systemd-modules-load reads these, in this order; a file name in an earlier
+# directory masks the same name in a later one.
+MODULES_LOAD_DIRS = (
+    "etc/modules-load.d",
+    "run/modules-load.d",
+    "usr/local/lib/modules-load.d",
+    "usr/lib/modules-load.d",
+    "lib/modules-load.d",
+)
+
+
+def _module_name(filename):
+    """``kernel/net/bridge/br_netfilter.ko.xz`` -> ``br_netfilter``."""
+    base = os.path.basename(filename.strip())
+    base = base.split(".ko", 1)[0]
+    return base.replace("-", "_")
+
+
+def parse_proc_modules(text):
+    """Return the set of module names listed in ``/proc/modules`` text."""
+    names = set()
+    for line in text.splitlines():
+        fields = line.split()
+        if fields:
+            names.add(fields[0].replace("-", "_"))
+    return names
+
+
+def parse_module_list(text):
+    """Return module names from ``modules.builtin`` or ``modules.dep`` text."""
+    names = set()
+    for line in text.splitlines():
+        module_path = line.split(":", 1)[0].strip()
+        if module_path.endswith((".ko", ".ko.xz", ".ko.zst", ".ko.gz")):
+            names.add(_module_name(module_path))
+    return names
+
+
+def parse_kernel_config(text):
+    """Parse a kernel ``.config``: ``{"OVERLAY_FS": "y", ...}`` (options not set are absent)."""
+    options = {}
+    for line in text.splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.partition("=")
+            options[key[len("CONFIG_") :]] = value.strip().strip('"')
+    return options
+
+
+def _read_kernel_config(root, release):
+    """Return (options, source path) of the running kernel's config, or ({}, None)."""
+    config_gz = host.path(root, "proc/config.gz")
+    try:
+        with gzip.open(config_gz, "rb") as handle:
+            return parse_kernel_config(handle.read().decode("utf-8", "replace")), "/proc/config.gz"
+    except (OSError, EOFError):
+        pass
+    for candidate in (f"boot/config-{release}", f"lib/modules/{release}/config", f"usr/lib/modules/{release}/config"):
+        text = host.read_text(host.path(root, candidate))
+        if text is not None:
+            return parse_kernel_config(text), "/" + candidate
+    return {}, None
+
+
+def kernel_facts(root):
+    """What the running kernel offers: loaded, built-in and available modules, its
+    config and filesystems (see the API's ``kernel_facts``)."""
+    release = host.kernel_release(root)
+    proc_modules = host.read_text(host.path(root, "proc/modules"))
+    builtin, available = set(), set()
+    for moddir in (f"lib/modules/{release}", f"usr/lib/modules/{release}"):
+        text = host.read_text(host.path(root, moddir + "/modules.builtin"))
+        if text is not None:
+            builtin |= parse_module_list(text)
+        text = host.read_text(host.path(root, moddir + "/modules.dep"))
+        if text is not None:
+            available |= parse_module_list(text)
+    config, config_source = _read_kernel_config(root, release)
+    filesystems = set()
+    for line in (host.read_text(host.path(root, "proc/filesystems")) or "").splitlines():
+        if line.split():
+            filesystems.add(line.split()[-1])
+    return {
+        "release": release,
+        "module_support": proc_modules is not None,
+        "loaded": sorted(parse_proc_modules(proc_modules or "")),
+        "builtin": sorted(builtin),
+        "available": sorted(available),
+        "config": config,
+        "config_source": config_source,
+        "filesystems": sorted(filesystems),
+    }
+
+
+def _builtin_evidence(name, facts, root):
+    """Why ``name`` is in the kernel without being listed in /proc/modules, or None."""
+    if name in facts["builtin"]:
+        return f"listed in /lib/modules/{facts['release']}/modules.builtin"
+    evidence = MODULE_EVIDENCE.get(name, {})
+    if facts["config"].get(evidence.get("config")) == "y":
+        return f"CONFIG_{evidence['config']}=y in {facts['config_source']}"
+    sysfs = host.path(root, f"sys/module/{name}")
+    if os.path.isdir(sysfs) and not os.path.exists(os.path.join(sysfs, "initstate")):
+        return f"/sys/module/{name} without initstate"
+    if evidence.get("filesystem") and evidence["filesystem"] in facts["filesystems"]:
+        return f"{evidence['filesystem']} listed in /proc/filesystems"
+    if evidence.get("path") and os.path.exists(host.path(root, evidence["path"])):
+        return f"/{evidence['path']} exists"
+    return None
+
+
+def module_state(name, facts, root):
+    """Return (state, evidence) of one module: loaded, builtin, available or missing."""
+    if name in facts["loaded"]:
+        return "loaded", "listed in /proc/modules"
+    evidence = _builtin_evidence(name, facts, root)
+    if evidence:
+        return "builtin", evidence
+    if name in facts["available"]:
+        return "available", f"in /lib/modules/{facts['release']}/modules.dep, not loaded"
+    where = "no module support in this kernel" if not facts["module_support"] else "not loaded, not built in"
+    return "missing", f"{where}, and no {name}.ko under /lib/modules/{facts['release'] or '?'}"
+
+
+def resolve_module(alternatives, facts, root):
+    """Return (name, state, evidence) of the first alternative that is present, else
+    the first available, else the first one (missing)."""
+    states = [(alt, *module_state(alt, facts, root)) for alt in alternatives]
+    for wanted in (("loaded", "builtin"), ("available",)):
+        for alt, state, evidence in states:
+            if state in wanted:
+                return alt, state, evidence
+    return states[0]
+
+
+def parse_modules_load(text):
+    """Return module names listed in modules-load.d(5) or ``/etc/modules`` text."""
+    names = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        # /etc/modules allows parameters after the name.
+        names.append(line.split()[0].replace("-", "_"))
+    return names
+
+
+def boot_modules(root, etc_modules):
+    """``{module: [files that list it]}`` for the next boot; ``etc_modules`` (Debian's
+    ``/etc/modules``) is read too when given."""
+    persisted = {}
+    files = [full for _, full in host.conf_files(root, MODULES_LOAD_DIRS)]
+    if etc_modules:
+        etc_path = host.path(root, etc_modules)
+        # Debian links /etc/modules-load.d/modules.conf to it: read it once.
+        if not host.same_file_in(files, etc_path):
+            files.append(etc_path)
+    for full in files:
+        for name in parse_modules_load(host.read_text(full) or ""):
+            persisted.setdefault(name, []).append(host.display(root, full))
+    return persisted

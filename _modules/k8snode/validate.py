@@ -1,0 +1,75 @@
+"""
+Validation of every value that comes from pillar or arguments.
+
+Each check names the bad value, where it came from (``source``) and what is
+accepted, and raises before anything is read or changed. Names and values that
+pass are safe to put in a file systemd reads and to hand to ``modprobe`` as an
+argument (never through a shell).
+"""
+
+import os
+import re
+
+from salt.exceptions import SaltInvocationError
+
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
+_SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]*$")
+_SYSCTL_VALUE = re.compile(r"^-?[0-9]+(?:\s+-?[0-9]+)*$")
+_CONF_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*\.conf$")
+GLOB_CHARS = frozenset("*?[]")
+
+
+def invalid(source, what, value, accepted):
+    """The error for a bad value: ``k8snode: <source>: invalid <what> <value>: <accepted>``."""
+    return SaltInvocationError(f"k8snode: {source}: invalid {what} {value!r}: {accepted}")
+
+
+def check_module_name(name, source):
+    """Return the module name with ``_`` for ``-`` (the kernel's spelling), or raise."""
+    if not isinstance(name, str) or not _MODULE_NAME.match(name):
+        raise invalid(
+            source, "kernel module name", name, "a plain module name of letters, digits, '_' and '-' (at most 55)"
+        )
+    # modprobe and modules-load.d take either; the kernel (/proc/modules, /sys/module) uses '_'.
+    return name.replace("-", "_")
+
+
+def check_sysctl_key(key, source):
+    accepted = "a plain dotted or slashed name such as net.ipv4.ip_forward (no '..', spaces or globs)"
+    if not isinstance(key, str) or not key:
+        raise invalid(source, "sysctl key", key, accepted)
+    if GLOB_CHARS & set(key):
+        raise invalid(source, "sysctl key", key, "globs are not allowed here; " + accepted)
+    if not _SYSCTL_KEY.match(key) or ".." in key or "//" in key or key.endswith(("/", ".")):
+        raise invalid(source, "sysctl key", key, accepted)
+    return key
+
+
+def normalize_sysctl_value(value, source, key):
+    """Return ``value`` as /proc/sys prints it: integers separated by one space."""
+    accepted = "an integer, or integers separated by spaces"
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise invalid(source, f"value for {key}", value, accepted)
+    text = str(value).strip()
+    if not _SYSCTL_VALUE.match(text):
+        raise invalid(source, f"value for {key}", value, accepted)
+    return " ".join(text.split())
+
+
+def check_managed_path(path, directory, source, what):
+    """A file k8snode may own: ``/<directory>/NAME.conf`` and nothing else."""
+    accepted = f"an absolute path /{directory}/NAME.conf (NAME of letters, digits, '_', '-', '.', '@', '+')"
+    if not isinstance(path, str) or os.path.dirname(path) != "/" + directory:
+        raise invalid(source, what, path, accepted)
+    if not _CONF_NAME.match(os.path.basename(path)) or ".." in path:
+        raise invalid(source, what, path, accepted)
+    return path
+
+
+def check_mapping(value, source, what):
+    """``None`` is an empty mapping; anything but a dict is an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(source, what, value, "a mapping (dict)")
+    return value
