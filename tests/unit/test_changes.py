@@ -1,7 +1,8 @@
 """
 prepare and revert on fake trees; ``cmd.run_all`` is the tree's fake kernel.
 
-What a user expects (and what Salt's kmod/sysctl states get wrong, ANCHORS.md):
+What a user expects (and what Salt's kmod.present and sysctl.present get wrong:
+lsmod-only checks, a key written before it exists, no notice of a later file):
 modules loaded with an argv list (never a shell string) and listed for boot;
 sysctls set live and persisted in a file that actually wins at boot; a second
 run changes nothing; test=True changes nothing and previews what the real run

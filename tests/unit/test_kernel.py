@@ -1,7 +1,8 @@
 """
 Kernel modules: loaded, built in, available or missing, and loaded at boot.
 
-Real-world semantics encoded here (ANCHORS.md): Salt's kmod.present and
+Real-world semantics encoded here (Salt's salt/modules/kmod.py, users' WSL2 and
+Firecracker threads): Salt's kmod.present and
 ``lsmod | grep`` only read /proc/modules, so built-in modules (WSL2,
 Firecracker, custom kernels) look missing; the reliable evidence is
 modules.builtin, the kernel config, /sys/module without initstate, or the

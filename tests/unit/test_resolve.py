@@ -2,7 +2,9 @@
 Requirements resolution: the distribution's table, extras, OS family, OS
 release, pillar, arguments, in RESOLUTION_ORDER, a later layer winning.
 
-The expected sets come from ANCHORS.md, not from the module's tables:
+The expected sets are written here from each project's own behaviour, not read from
+the module's tables (kubeadm's install docs and preflight, RKE2's systemd units, K3s'
+pkg/agent/syssetup, MicroK8s' 10-microk8s.conf, the kubelet's protectKernelDefaults):
 kubeadm does nothing itself (overlay, br_netfilter, ip_forward and the two
 bridge keys are the operator's job; the kubelet refuses swap); RKE2 modprobes
 overlay and br_netfilter; K3s also loads nf_conntrack; MicroK8s raises inotify
