@@ -227,19 +227,31 @@ def boot_modules(root="/", etc_modules=None):
 
 def effective_boot_sysctls(root="/", reads_etc_sysctl_conf=None):
     """
-    Compute the sysctl values that hold after the next boot, the way systemd-sysctl
-    applies them: all sysctl.d directories, a name in an earlier directory masking
-    the same name in a later one, files sorted by name, the last assignment winning,
-    an explicit key winning over a glob.
+    Compute the sysctl values that hold after the next boot, the way the host's
+    sysctl applier does it. On a systemd host (``/run/systemd/system``)
+    ``systemd-sysctl`` reads the sysctl.d directories (``/etc``, ``/run``,
+    ``/usr/local/lib``, ``/usr/lib``, ``/lib``): a name in an earlier directory masks
+    the same name in a later one, hidden files are skipped, files are read by name;
+    an assignment that changes a key's value moves it to the end of the order, a
+    ``-key`` line keeps globs off the key, globs (glob(3) with braces) write every
+    match that has no line of its own. ``/etc/sysctl.conf`` is read only through a
+    sysctl.d link (Debian's ``99-sysctl.conf``). Without systemd, procps'
+    ``sysctl --system`` applies every line in order and reads ``/etc/sysctl.conf``
+    last. The kernel then parses each value: see :func:`sysctl_status`.
 
     root
         Directory to read the host from. Default ``/``.
     reads_etc_sysctl_conf
-        Whether ``/etc/sysctl.conf`` is read at boot. Default: from the OS data.
+        For hosts without systemd: ``False`` leaves ``/etc/sysctl.conf`` out.
+        Default: from the OS data (read, as ``sysctl --system`` does).
 
     Returns ``{"files": [...], "values": {path_key: {"value", "file", "line",
-    "assignments": [[file, value], ...]}}, "globs": [...], "problems": [...]}``;
-    keys are /proc/sys paths (``net/ipv4/ip_forward``).
+    "assignments": [[file, value], ...]}}, "globs": [...], "problems": [...],
+    "order": [...], "explicit": [...], "refused": [...], "applier",
+    "applier_evidence", "ambiguous"}``; keys are /proc/sys paths
+    (``net/ipv4/ip_forward``); ``values`` holds the explicit lines (value None for
+    ``-key``), ``order`` every write in the order it is made, ``refused`` the lines
+    whose value the kernel refuses.
 
     CLI Example:
 
@@ -289,7 +301,16 @@ def module_status(name, root="/", alternatives=None):
 def sysctl_status(key, value=None, compare="exact", root="/"):
     """
     Report one sysctl: its live value, the value that holds after reboot and the
-    file that sets it, and whether both meet ``value``.
+    file and line that set it, and whether both meet ``value``.
+
+    The boot value is what the kernel stores: integers are parsed as the kernel
+    does (``01`` is 1, ``1 # routing`` is 1, ``+1`` and ``"1"`` are refused and
+    listed in ``boot_refused`` with their file and line), bridge-nf-call-* store 1
+    for any non-zero value, and coupled keys count (``net.ipv4.ip_forward`` and
+    ``net.ipv4.conf.all.forwarding`` are one variable: ``boot_via`` names the key
+    that was written). ``boot_writes`` lists every write that reaches the key, in
+    order; ``applier`` says which program applies sysctl.d at boot, and
+    ``ambiguous`` why that is a guess (or None).
 
     key
         e.g. ``net.ipv4.ip_forward``.
@@ -314,13 +335,22 @@ def sysctl_status(key, value=None, compare="exact", root="/"):
     if compare not in SYSCTL_COMPARISONS:
         raise invalid("arguments", "compare", compare, "one of " + ", ".join(SYSCTL_COMPARISONS))
     path_key = sysctl_boot.sysctl_path(key)
-    winner = sysctl_boot.boot_assignment(path_key, effective_boot_sysctls(root))
+    boot = effective_boot_sysctls(root)
+    winner = sysctl_boot.boot_assignment(path_key, boot)
     status = {
         "key": key,
         "exists": os.path.exists(host.path(root, "proc/sys/" + path_key)),
         "live": sysctl_boot.read_live(root, key),
         "boot": winner["value"] if winner else None,
         "boot_file": winner["file"] if winner else None,
+        "boot_line": winner["line"] if winner else None,
+        "boot_written": winner["written"] if winner else None,
+        "boot_via": winner["via"] if winner else None,
+        "boot_refused": winner["refused"] if winner else [],
+        "boot_writes": sysctl_boot.boot_writes(path_key, boot),
+        "applier": boot["applier"],
+        "applier_evidence": boot["applier_evidence"],
+        "ambiguous": boot["ambiguous"],
     }
     if value is not None:
         wanted = normalize_sysctl_value(value, "arguments", key)

@@ -183,12 +183,17 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
         winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
         if (
             winner
-            and winner["file"] != sysctl_file
+            and winner["file"] not in (sysctl_file, None)
             and not sysctl_boot.value_satisfies(winner["value"], requirement["value"], requirement["compare"])
         ):
+            # The winner may be another key (ip_forward and conf.all.forwarding are one
+            # variable) or a glob, and a file ordered before ours can win when it is
+            # the last to change the value (systemd-sysctl's order).
+            via = "" if winner["via"] == sysctl_boot.sysctl_path(key) else f" through {winner['via']}"
             outcome.fail(
                 f"sysctl:{key}",
-                f"{winner['file']} sets {winner['value']} at boot and is read after {sysctl_file}: "
+                f"{winner['file']} sets {winner['value']}{via} at boot (line {winner['line']}) "
+                f"and is applied after {sysctl_file}: "
                 "change that file or choose a sysctl file name that sorts after it (files: sysctl:)",
             )
 

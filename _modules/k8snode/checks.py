@@ -53,30 +53,56 @@ def _module_check(requirement, facts, persisted, hints, root):
     )
 
 
+def _boot_origin(winner, path_key):
+    """Where the boot value comes from: ``FILE:LINE`` and, when another key or a
+    glob wrote it, which one."""
+    origin = f"{winner['file']}:{winner['line']}"
+    if "pattern" in winner:
+        origin += f" (glob {winner['pattern']})"
+    elif winner["via"] != path_key:
+        origin += f" (through {winner['via']})"
+    return origin
+
+
+def _refusals(winner):
+    if not winner or not winner["refused"]:
+        return ""
+    return "; refused by the kernel at boot: " + ", ".join(
+        f"{write['file']}:{write['line']} {write['value']!r} ({write['refused']})" for write in winner["refused"]
+    )
+
+
 def _sysctl_check(key, requirement, boot, root, module_states):
     expected, compare = requirement["value"], requirement["compare"]
     live = sysctl_boot.read_live(root, key)
-    winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
+    path_key = sysctl_boot.sysctl_path(key)
+    winner = sysctl_boot.boot_assignment(path_key, boot)
+    # A winner without a file: every write at boot was refused by the kernel.
+    winner_file = winner["file"] if winner else None
     boot_value = winner["value"] if winner else None
     shown_expected = expected if compare == "exact" else f">= {expected}"
     live_ok, boot_ok = (
         sysctl_boot.value_satisfies(live, expected, compare),
         sysctl_boot.value_satisfies(boot_value, expected, compare),
     )
+    origin = _boot_origin(winner, path_key) if winner_file else None
     if live is None:
         needed = requirement.get("needs_module")
         why = f": {needed} is {module_states.get(needed, 'not loaded')}" if needed else ""
         detail = f"{key} does not exist in this kernel{why}"
     elif not live_ok:
         detail = f"{key} is {live} now, needs {shown_expected}"
-        if winner and not boot_ok:
-            detail += f"; {winner['file']} sets {boot_value} at boot"
-    elif winner is None:
+        if origin and not boot_ok:
+            detail += f"; {origin} sets {boot_value} at boot"
+    elif origin is None:
         detail = f"{key} is {live} now but no sysctl.d file sets it: lost at the next reboot"
     elif not boot_ok:
-        detail = f"{key} is {live} now but {winner['file']} sets {boot_value} at boot"
+        detail = f"{key} is {live} now but {origin} sets {boot_value} at boot"
     else:
-        detail = f"{key} is {live}, set at boot by {winner['file']}"
+        detail = f"{key} is {live}, set at boot by {origin}"
+    detail += _refusals(winner)
+    if boot["ambiguous"]:
+        detail += f" (boot model: {boot['applier']}; {boot['ambiguous']})"
     return _check(
         "ok" if live_ok and boot_ok else "fail",
         requirement["required"],
@@ -84,7 +110,11 @@ def _sysctl_check(key, requirement, boot, root, module_states):
         live,
         boot_value,
         detail,
-        boot_file=winner["file"] if winner else None,
+        boot_file=winner_file,
+        boot_line=winner["line"] if winner_file else None,
+        boot_via=winner["via"] if winner_file else None,
+        boot_refused=[f"{write['file']}:{write['line']}" for write in winner["refused"]] if winner else [],
+        boot_applier=boot["applier"],
         lost_at_reboot=live_ok and not boot_ok,
         source=requirement.get("source"),
     )
@@ -189,4 +219,5 @@ def audit(resolved, root):
         "lost_at_reboot": sorted(name for name, check in checks.items() if check.get("lost_at_reboot")),
         "checks": checks,
         "boot_problems": boot["problems"],
+        "boot_applier": {key: boot[key] for key in ("applier", "applier_evidence", "ambiguous")},
     }

@@ -88,6 +88,48 @@ def conf_files(root, directories):
     return [(name, chosen[name]) for name in sorted(chosen) if not is_masked(chosen[name])]
 
 
+_SYSTEMD_SYSCTL = ("usr/lib/systemd/systemd-sysctl", "lib/systemd/systemd-sysctl")
+_PROCPS_SYSCTL = ("usr/sbin/sysctl", "sbin/sysctl", "usr/bin/sysctl", "bin/sysctl")
+
+
+def sysctl_applier(root):
+    """
+    Which program applies sysctl.d at boot: ``{"applier", "evidence", "ambiguous"}``.
+    ``systemd-sysctl`` when systemd is the running init (``/run/systemd/system``,
+    sd_booted()'s test), procps' ``sysctl --system`` on a host without systemd.
+    ``ambiguous`` says why the answer is a guess (systemd installed but not
+    running, a tree that is not the running host), else None.
+    """
+    from .sysctl_boot import PROCPS, SYSTEMD
+
+    where = "" if root == "/" else f" in {root}"
+    binary = next((name for name in _SYSTEMD_SYSCTL if os.path.exists(path(root, name))), None)
+    if os.path.isdir(path(root, "run/systemd/system")):
+        ambiguous = None if root == "/" else f"{root} is not the running host: its /run/systemd/system says systemd"
+        return {"applier": SYSTEMD, "evidence": f"/run/systemd/system exists{where}", "ambiguous": ambiguous}
+    if binary:
+        return {
+            "applier": SYSTEMD,
+            "evidence": f"/{binary} is installed{where}",
+            "ambiguous": f"systemd is installed{where} but not running (no /run/systemd/system): "
+            "assuming it is the init at the next boot",
+        }
+    procps = next((name for name in _PROCPS_SYSCTL if os.path.exists(path(root, name))), None)
+    if procps:
+        return {
+            "applier": PROCPS,
+            "evidence": f"no systemd{where}; /{procps} is procps'",
+            "ambiguous": None
+            if os.path.exists(path(root, "etc/init.d/procps"))
+            else f"no systemd and no /etc/init.d/procps{where}: assuming something runs `sysctl --system` at boot",
+        }
+    return {
+        "applier": PROCPS,
+        "evidence": f"neither systemd-sysctl nor sysctl found{where}",
+        "ambiguous": "nothing applies sysctl.d here that k8snode knows of: assuming `sysctl --system` rules",
+    }
+
+
 def parse_os_release(text):
     """Parse os-release(5) text into a dict."""
     result = {}

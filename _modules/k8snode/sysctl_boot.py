@@ -1,122 +1,244 @@
 """
-The sysctl values a host will have after its next boot, computed the way
-systemd-sysctl applies sysctl.d(5) files, and the live values in /proc/sys.
+The sysctl values a host will have after its next boot, and the live values in
+/proc/sys.
+
+Two appliers exist. On a systemd host ``systemd-sysctl`` reads the sysctl.d
+directories only (``/etc/sysctl.conf`` only through the ``99-sysctl.conf`` link)
+and applies the options in the order of its ordered hashmap: an assignment that
+changes a key's value moves the key to the end, globs write every existing match
+that has no explicit line (``-key`` lines included). Without systemd, procps'
+``sysctl --system`` applies every line in file order and reads
+``/etc/sysctl.conf`` last. The kernel then parses each value
+(:func:`.sysctl_syntax.kernel_store`) and couples some keys (forwarding).
 
 Keys are handled as /proc/sys paths (``net/ipv4/ip_forward``), the form the
 kernel and systemd compare; :func:`sysctl_path` converts a dotted key.
 """
 
-import fnmatch
 import os
 
 from . import host
-from .validate import GLOB_CHARS
+from .sysctl_syntax import (  # noqa: F401  (sysctl_path and parse_sysctl_conf are this module's API too)
+    glob_matches,
+    is_glob,
+    kernel_parser,
+    kernel_store,
+    keys_written_by,
+    parse_sysctl_conf,
+    sysctl_path,
+)
 
 # systemd-sysctl reads these, in this order; a file name in an earlier
-# directory masks the same name in a later one.
+# directory masks the same name in a later one (Debian 12's systemd 252 is built
+# with split-usr, so /lib/sysctl.d is read too; on merged-/usr it is /usr/lib's).
 SYSCTL_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
 
-_SWAP_DOTS_AND_SLASHES = str.maketrans("./", "/.")
+SYSTEMD = "systemd-sysctl"
+PROCPS = "sysctl --system"
 
 
-def sysctl_path(key):
-    """The /proc/sys path of a key, as systemd-sysctl reads it: when the first
-    separator is ``/`` the dots are part of names (``net/ipv4/conf/eth0.1/forwarding``)."""
-    key = key.strip()
-    first_slash, first_dot = key.find("/"), key.find(".")
-    if first_slash != -1 and (first_dot == -1 or first_slash < first_dot):
-        return key.strip("/")
-    return key.translate(_SWAP_DOTS_AND_SLASHES)
-
-
-def parse_sysctl_conf(text):
-    """
-    Parse sysctl.d(5) text into ``(assignments, problems)``: assignments are
-    ``(line number, key, value, ignore_failure)`` in file order; problems are
-    ``(line number, reason)`` for lines systemd-sysctl would ignore.
-    """
-    assignments, problems = [], []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
+def _listed_files(root, replace):
+    """[(shown, full path or None)] of the sysctl.d files, by name, first directory
+    winning a name; ``replace`` adds files by shown path (what a state will write)."""
+    chosen, seen_dirs = {}, []
+    for directory in SYSCTL_DIRS:
+        full_dir = host.path(root, directory)
+        try:
+            real = os.path.realpath(full_dir)
+            names = os.listdir(full_dir)
+        except OSError:
             continue
-        if "=" not in line:
-            problems.append((number, "not an assignment"))
+        if real in seen_dirs:
+            # /lib -> usr/lib on merged-/usr: the same directory, read once.
             continue
-        key, _, value = line.partition("=")
-        key = key.strip()
-        ignore_failure = key.startswith("-")
-        # systemd strips one '-': the rest belongs to the key.
-        key = key[1:].strip() if ignore_failure else key
-        if not key:
-            problems.append((number, "empty key"))
-            continue
-        assignments.append((number, key, " ".join(value.split()), ignore_failure))
-    return assignments, problems
+        seen_dirs.append(real)
+        for name in names:
+            # systemd's FOREACH_DIRENT skips hidden entries.
+            if name.endswith(".conf") and not name.startswith(".") and name not in chosen:
+                chosen[name] = os.path.join(full_dir, name)
+    for shown in replace:
+        name = os.path.basename(shown)
+        if os.path.dirname(shown) == "/etc/sysctl.d":
+            chosen[name] = host.path(root, shown)
+    return [(name, chosen[name]) for name in sorted(chosen)]
 
 
-def _sysctl_files(root, reads_etc_sysctl_conf, replace=None):
-    """Return the sysctl files read at boot, in order, as display paths mapped to text."""
-    replace = replace or {}
-    files = [full for _, full in host.conf_files(root, SYSCTL_DIRS)]
-    etc_conf = host.path(root, "etc/sysctl.conf")
-    etc_conf_last = reads_etc_sysctl_conf and os.path.isfile(etc_conf) and not host.same_file_in(files, etc_conf)
-    if etc_conf_last:
-        # procps' `sysctl --system` and older inits read it last.
-        files.append(etc_conf)
+def _file_texts(root, applier, reads_etc_sysctl_conf, replace):
+    """[(shown, text)] in the order the applier reads them; unreadable files,
+    masks (/dev/null, empty) and files ``replace`` removes read as nothing."""
     ordered = []
-    for full in files:
+    for _, full in _listed_files(root, replace):
         shown = host.display(root, full)
-        ordered.append((shown, replace[shown] if shown in replace else host.read_text(full) or ""))
-    for shown, text in replace.items():
-        # A file of ours that does not exist yet takes its place by name.
-        if text is not None and shown not in dict(ordered):
+        if host.is_masked(full) and shown not in replace:
+            continue
+        text = replace[shown] if shown in replace else host.read_text(full)
+        if text is not None:
             ordered.append((shown, text))
-    listed = [item for item in ordered if item[1] is not None]
-    return sorted(listed, key=lambda item: _boot_sort_key(item[0], etc_conf_last))
+    etc_conf = host.path(root, "etc/sysctl.conf")
+    read_last = applier == PROCPS and reads_etc_sysctl_conf is not False
+    if read_last and not host.same_file_in([full for _, full in _listed_files(root, {})], etc_conf):
+        text = host.read_text(etc_conf)
+        if text is not None:
+            ordered.append(("/etc/sysctl.conf", text))
+    return ordered
 
 
-def _boot_sort_key(shown, etc_conf_last):
-    # Files from the sysctl.d directories sort by name; /etc/sysctl.conf
-    # (read directly) comes after all of them.
-    if shown == "/etc/sysctl.conf" and etc_conf_last:
-        return (1, "")
-    return (0, os.path.basename(shown))
+def _add_option(options, path_key, item):
+    """systemd's parse_file(): the same value keeps the earlier line and its place
+    in the order; another value replaces it at the end."""
+    existing = options.get(path_key)
+    if existing is not None and existing["value"] == item["value"]:
+        existing["ignore_failure"] = existing["ignore_failure"] or item["ignore_failure"]
+        return existing
+    options.pop(path_key, None)
+    options[path_key] = item
+    return item
 
 
-def effective_boot_sysctls(root, reads_etc_sysctl_conf, replace=None):
+def effective_boot_sysctls(root, reads_etc_sysctl_conf=None, replace=None, applier=None):
     """
     The values that hold after the next boot (see the API's
     ``effective_boot_sysctls``). ``replace``: ``{path: text}`` of files to consider
     with other contents (what a state is about to write); ``None`` as text removes
-    the file.
+    the file. ``applier``: :data:`SYSTEMD` or :data:`PROCPS` (default: detected,
+    see :func:`.host.sysctl_applier`).
     """
-    values, globs, problems, files = {}, [], [], []
-    for shown, text in _sysctl_files(root, reads_etc_sysctl_conf, replace):
+    replace = replace or {}
+    detected = host.sysctl_applier(root)
+    if applier is not None:
+        detected = {"applier": applier, "evidence": "chosen by the caller", "ambiguous": None}
+    applier = detected["applier"]
+    values, globs, problems, files, order = {}, [], [], [], []
+    options = {}
+    for shown, text in _file_texts(root, applier, reads_etc_sysctl_conf, replace):
         files.append(shown)
         assignments, bad_lines = parse_sysctl_conf(text)
         problems.extend(f"{shown}:{number}: {reason}" for number, reason in bad_lines)
-        for number, key, value, _ in assignments:
+        for number, key, value, ignore_failure in assignments:
             path_key = sysctl_path(key)
-            if not GLOB_CHARS.isdisjoint(path_key):
-                globs.append({"pattern": path_key, "value": value, "file": shown, "line": number})
+            item = {"value": value, "file": shown, "line": number, "ignore_failure": ignore_failure}
+            if applier == PROCPS:
+                if value is not None:
+                    order.append({**item, ("pattern" if is_glob(path_key) else "key"): path_key})
+                if not is_glob(path_key) and value is not None:
+                    options[path_key] = item
+                    _record(values, path_key, item)
+                    values[path_key]["assignments"].append([shown, value])
                 continue
-            entry = values.get(path_key)
-            if entry is None:
-                entry = values[path_key] = {"assignments": []}
-            entry.update(value=value, file=shown, line=number)
-            entry["assignments"].append([shown, value])
-    return {"files": files, "values": values, "globs": globs, "problems": problems}
+            kept = _add_option(options, path_key, item)
+            if is_glob(path_key):
+                continue
+            _record(values, path_key, kept)
+            values[path_key]["assignments"].append([shown, value])
+    if applier == SYSTEMD:
+        # The options are applied in the order of systemd's ordered hashmap.
+        for path_key, item in options.items():
+            if item["value"] is not None:
+                order.append({**item, ("pattern" if is_glob(path_key) else "key"): path_key})
+    explicit = [path_key for path_key in options if not is_glob(path_key)]
+    globs = [
+        {"pattern": op["pattern"], "value": op["value"], "file": op["file"], "line": op["line"]}
+        for op in order
+        if "pattern" in op
+    ]
+    refused = _refused_writes(order)
+    problems.extend(f"{item['file']}:{item['line']}: {item['reason']}" for item in refused)
+    return {
+        "applier": applier,
+        "applier_evidence": detected["evidence"],
+        "ambiguous": detected["ambiguous"],
+        "files": files,
+        "values": values,
+        "globs": globs,
+        "order": order,
+        "explicit": explicit,
+        "refused": refused,
+        "problems": problems,
+    }
+
+
+def _record(values, path_key, item):
+    entry = values.setdefault(path_key, {"assignments": []})
+    # Shown with fields joined by one space, as /proc/sys prints them.
+    shown = None if item["value"] is None else " ".join(item["value"].split())
+    entry.update(value=shown, file=item["file"], line=item["line"])
+    if item["value"] is None:
+        entry["excluded_from_globs"] = True
+    else:
+        entry.pop("excluded_from_globs", None)
+    return entry
+
+
+def _refused_writes(order):
+    """The explicit lines whose value the kernel refuses (for the keys whose parser
+    this model knows), with the file and line."""
+    refused = []
+    for op in order:
+        if "key" not in op or kernel_parser(op["key"]) is None:
+            continue
+        _, reason = kernel_store(op["key"], op["value"])
+        if reason:
+            refused.append(
+                {
+                    "key": op["key"],
+                    "value": op["value"],
+                    "file": op["file"],
+                    "line": op["line"],
+                    "reason": f"the kernel refuses {op['value']!r} for {op['key']}: {reason}",
+                }
+            )
+    return refused
+
+
+def boot_writes(path_key, boot):
+    """Every write that reaches ``path_key`` at boot, in the order the applier makes
+    them: ``[{"value", "file", "line", "via", "pattern"?, "stored" | "refused"}]``.
+    ``via`` is the key written (an alias such as ``net/ipv4/conf/all/forwarding``
+    changes ``net/ipv4/ip_forward``); the key and its aliases are assumed to exist."""
+    sources = keys_written_by(path_key)
+    explicit = set(boot["explicit"])
+    writes = []
+    for op in boot["order"]:
+        if "key" in op:
+            hit = op["key"] if op["key"] in sources else None
+        else:
+            # A glob skips the keys that have a line of their own (systemd only).
+            hit = next(
+                (
+                    key
+                    for key in sources
+                    if (boot["applier"] != SYSTEMD or key not in explicit) and glob_matches(op["pattern"], key)
+                ),
+                None,
+            )
+        if hit is None:
+            continue
+        stored, reason = kernel_store(path_key, op["value"])
+        write = {"value": op["value"], "file": op["file"], "line": op["line"], "via": hit}
+        if "pattern" in op:
+            write["pattern"] = op["pattern"]
+        write.update({"refused": reason} if reason else {"stored": stored})
+        writes.append(write)
+    return writes
 
 
 def boot_assignment(path_key, boot):
-    """The assignment that wins at boot for one key: explicit first, then the last glob."""
-    if path_key in boot["values"]:
-        return boot["values"][path_key]
-    for glob in reversed(boot["globs"]):
-        if fnmatch.fnmatchcase(path_key, glob["pattern"]):
-            return glob
-    return None
+    """The write that decides the key at boot, or None: ``{"value" (as the kernel
+    stores it), "written" (as in the file), "file", "line", "via", "pattern"?,
+    "refused": [later writes the kernel refused]}``."""
+    winner, refused = None, []
+    for write in boot_writes(path_key, boot):
+        if "refused" in write:
+            refused.append(write)
+            continue
+        winner, refused = write, []
+    if winner is None:
+        if refused:
+            return {"value": None, "written": None, "file": None, "line": None, "via": None, "refused": refused}
+        return None
+    result = {**winner, "value": winner["stored"], "written": winner["value"], "refused": refused}
+    del result["stored"]
+    return result
 
 
 def read_live(root, key):

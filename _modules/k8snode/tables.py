@@ -107,16 +107,14 @@ EXTRAS = {
 }
 
 OS_FAMILIES = {
-    "Debian": {"boot": {"reads_etc_sysctl_conf": True, "etc_modules": "/etc/modules"}},
+    "Debian": {"boot": {"etc_modules": "/etc/modules"}},
     "RedHat": {
-        "boot": {"reads_etc_sysctl_conf": True},
         "hints": {
             "br_netfilter": "on RHEL 10 and Fedora it ships in the kernel-modules-extra package",
             "ip_vs": "on RHEL 10 and Fedora it ships in the kernel-modules-extra package",
         },
     },
     "Suse": {
-        "boot": {"reads_etc_sysctl_conf": True},
         "hints": {"br_netfilter": "kernel-default-base lacks it: install kernel-default"},
     },
 }
@@ -124,18 +122,17 @@ OS_FAMILIES = {
 # (os_family, os IDs whose release numbers these are, first major release it
 # applies to, layer); every matching entry applies, in this order. Release
 # numbers only mean something for one OS: Ubuntu 22.04 is not "Debian 22".
-OS_RELEASES = (
-    # Debian 13's procps no longer ships /etc/sysctl.conf nor the
-    # 99-sysctl.conf link to it: the file is not read at boot.
-    ("Debian", ("debian",), 13, {"boot": {"reads_etc_sysctl_conf": False}}),
-)
+OS_RELEASES = ()
 
 DEFAULTS = {
     "files": {
         "modules_load": "/etc/modules-load.d/k8snode.conf",
         "sysctl": "/etc/sysctl.d/99-k8snode.conf",
     },
-    "boot": {"reads_etc_sysctl_conf": True, "etc_modules": None},
+    # reads_etc_sysctl_conf: None = as the host's sysctl applier does (systemd-sysctl
+    # reads it only through a sysctl.d link, procps' `sysctl --system` reads it last),
+    # whatever the OS family; False/True force it for `sysctl --system` hosts.
+    "boot": {"reads_etc_sysctl_conf": None, "etc_modules": None},
     "hints": {},
 }
 

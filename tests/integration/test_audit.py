@@ -80,7 +80,8 @@ def test_requirements_say_where_each_value_came_from(salt_master, fresh_nodes):
     resolved = salt_run(salt_master, "k8snode.requirements", tgt=fresh_nodes["bullseye"].id)
     assert resolved["distribution"] == "kubeadm"
     assert resolved["sysctls"]["net.ipv4.ip_forward"]["source"] == "distribution:kubeadm"
-    assert resolved["boot"]["reads_etc_sysctl_conf"] is True
+    # Decided by the host's sysctl applier (systemd-sysctl or `sysctl --system`), not the OS release.
+    assert resolved["boot"]["reads_etc_sysctl_conf"] is None
     trixie = salt_run(salt_master, "k8snode.requirements", tgt=fresh_nodes["trixie"].id)
-    assert trixie["boot"]["reads_etc_sysctl_conf"] is False
-    assert "os_release:Debian>=13" in trixie["order"]
+    assert trixie["boot"]["reads_etc_sysctl_conf"] is None
+    assert not any(source.startswith("os_release:") for source in trixie["order"])

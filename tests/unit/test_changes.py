@@ -11,6 +11,7 @@ never overwritten; floors are never lowered; swap lines are commented out
 (with a backup) and restored exactly by revert.
 """
 
+import os
 import stat
 
 import pytest
@@ -254,10 +255,29 @@ def test_a_file_name_sorting_last_wins(k8snode, tree):
 
 
 def test_etc_sysctl_conf_read_last_cannot_be_beaten_by_a_name(k8snode, tree):
-    """Debian 12 without the link: procps reads /etc/sysctl.conf after every sysctl.d file."""
+    """A host without systemd: procps' `sysctl --system` reads /etc/sysctl.conf after every sysctl.d file."""
     tree.debian(12, sysctl_link=False, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
+    tree.remove("run/systemd/system/.keep")
+    os.rmdir(tree.p("run/systemd/system"))
+    tree.write("usr/sbin/sysctl", "")
     ret = k8snode._prepare(root=tree.path, files={"sysctl": "/etc/sysctl.d/zz-k8snode.conf"})
     assert "/etc/sysctl.conf sets 0 at boot" in ret["failures"]["sysctl:net.ipv4.ip_forward"]
+
+
+def test_debian12_systemd_without_link_ignores_etc_sysctl_conf(k8snode, tree):
+    """systemd-sysctl reads /etc/sysctl.conf only through the 99-sysctl.conf link."""
+    tree.debian(12, sysctl_link=False, sysctl_conf="net.ipv4.ip_forward=0\n").fresh_node()
+    ret = k8snode._prepare(root=tree.path)
+    assert ret["result"] is True, ret["comment"]
+
+
+def test_later_alias_turning_forwarding_off_fails_naming_it(k8snode, tree):
+    """net.ipv4.conf.all.forwarding is ip_forward: a hardening file applied after ours wins."""
+    tree.redhat().fresh_node()
+    tree.sysctl_d("99-zz-hardening.conf", "net.ipv4.conf.all.forwarding = 0\n")
+    ret = k8snode._prepare(root=tree.path)
+    reason = ret["failures"]["sysctl:net.ipv4.ip_forward"]
+    assert "/etc/sysctl.d/99-zz-hardening.conf sets 0 through net/ipv4/conf/all/forwarding at boot" in reason
 
 
 def test_debian13_ignores_etc_sysctl_conf(k8snode, tree):

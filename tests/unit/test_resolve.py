@@ -81,24 +81,19 @@ def test_distribution_per_os_family(k8snode, tree, distribution, family):
 
 def test_os_family_boot_data_and_hints(k8snode, make_tree):
     debian = k8snode.requirements(root=make_tree("d").debian(12).path)
-    assert debian["boot"] == {"reads_etc_sysctl_conf": True, "etc_modules": "/etc/modules"}
+    # reads_etc_sysctl_conf: None, decided by the host's sysctl applier, not the OS family.
+    assert debian["boot"] == {"reads_etc_sysctl_conf": None, "etc_modules": "/etc/modules"}
     assert debian["hints"] == {}
     assert debian["os"] == "debian-12"
 
     trixie = k8snode.requirements(root=make_tree("t").debian(13, sysctl_link=False).path)
-    assert trixie["boot"] == {"reads_etc_sysctl_conf": False, "etc_modules": "/etc/modules"}
-    assert trixie["order"] == [
-        "distribution:kubeadm",
-        "os_family:Debian",
-        "os_release:Debian>=13",
-        "pillar",
-        "arguments",
-    ]
+    assert trixie["boot"] == {"reads_etc_sysctl_conf": None, "etc_modules": "/etc/modules"}
+    assert trixie["order"] == ["distribution:kubeadm", "os_family:Debian", "pillar", "arguments"]
 
     rhel = k8snode.requirements(root=make_tree("r").redhat(os_id="rhel", version="10.0").path)
     assert rhel["os_family"] == "RedHat"
     assert rhel["os"] == "rhel-10"
-    assert rhel["boot"] == {"reads_etc_sysctl_conf": True, "etc_modules": None}
+    assert rhel["boot"] == {"reads_etc_sysctl_conf": None, "etc_modules": None}
     assert "kernel-modules-extra" in rhel["hints"]["br_netfilter"]
     assert "kernel-modules-extra" in rhel["hints"]["ip_vs"]
 
@@ -292,7 +287,8 @@ def test_order_follows_resolution_order(k8snode, tree):
     tree.debian(13, sysctl_link=False)
     resolved = k8snode.requirements("k3s", root=tree.path, pillar={"extras": ["ipv6", "inotify"]}, extras=["ipvs"])
     stages = [stage_of(source) for source in resolved["order"]]
-    assert set(stages) == set(tables.RESOLUTION_ORDER)
+    # No OS release layer applies (tables.OS_RELEASES is empty since the boot model is detected).
+    assert set(stages) == set(tables.RESOLUTION_ORDER) - {"os_release"}
     positions = [tables.RESOLUTION_ORDER.index(stage) for stage in stages]
     assert positions == sorted(positions)
     assert resolved["order"][1:4] == ["extras:ipv6", "extras:inotify", "extras:ipvs"]
@@ -351,8 +347,8 @@ def test_real_root_takes_os_identity_from_grains(k8snode, grains, layer):
     resolved = k8snode.requirements(root="/", pillar={})
     assert resolved["os_family"] == "Debian"
     assert resolved["os"] == f"{grains['os'].lower()}-{grains['osmajorrelease']}"
-    assert ("os_release:Debian>=13" in resolved["order"]) is layer
-    assert resolved["boot"]["reads_etc_sysctl_conf"] is not layer
+    assert not any(source.startswith("os_release:") for source in resolved["order"])
+    assert resolved["boot"]["reads_etc_sysctl_conf"] is None
 
 
 def test_virtual_only_on_linux(k8snode):

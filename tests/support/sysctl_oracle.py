@@ -1,0 +1,183 @@
+"""
+The real systemd-sysctl as an oracle for the sysctl.d model.
+
+One long-lived container of ``images/systemd-sysctl.Dockerfile`` (Debian 12's
+systemd 252 on the bookworm minion image) runs a small driver that takes a batch
+of sysctl.d trees as one JSON line on stdin, and for each tree: empties the
+sysctl.d directories, writes the tree, then in a fresh network namespace
+(``unshare -n``) reads the keys, runs ``systemd-sysctl`` and reads them again.
+
+Safety: only ``/proc/sys/net`` is made writable (a bind mount of it alone), so
+nothing the driver runs can write ``vm.*``, ``fs.*`` or ``kernel.*``, which are
+not per namespace; the image's own non-``net`` sysctl.d files are deleted first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from images import build
+
+DOCKERFILE = build.IMAGES_DIR / "systemd-sysctl.Dockerfile"
+ORACLE_REPO = "k8snode-sysctl-oracle"
+BASE_RELEASE = "bookworm"
+SYSTEMD_SYSCTL = "/lib/systemd/systemd-sysctl"
+SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
+
+# Runs inside a fresh network namespace: keys before, systemd-sysctl, keys after.
+_INNER = r"""
+import json, subprocess, sys
+keys = json.loads(sys.argv[1])
+def read():
+    out = {}
+    for key in keys:
+        try:
+            with open("/proc/sys/" + key) as handle:
+                out[key] = " ".join(handle.read().split())
+        except OSError:
+            out[key] = None
+    return out
+# Sentinels no generated value stores, so that "left alone" and "set" differ.
+for key, value in json.loads(sys.argv[3]):
+    with open("/proc/sys/" + key, "w") as handle:
+        handle.write(value)
+before = read()
+done = subprocess.run([sys.argv[2]], capture_output=True, text=True)
+print(json.dumps({"before": before, "after": read(), "rc": done.returncode, "log": done.stderr}))
+"""
+
+_DRIVER = r"""
+import json, os, shutil, subprocess, sys
+INNER, SYSCTL, DIRS = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+subprocess.run(["mount", "--bind", "/proc/sys/net", "/proc/sys/net"], check=True)
+subprocess.run(["mount", "-o", "remount,bind,rw", "/proc/sys/net"], check=True)
+def clean():
+    for directory in DIRS:
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+    if os.path.lexists("/etc/sysctl.conf"):
+        os.unlink("/etc/sysctl.conf")
+clean()
+print(json.dumps({"ready": os.path.realpath("/lib")}), flush=True)
+for line in sys.stdin:
+    results = []
+    for tree in json.loads(line):
+        clean()
+        for path, item in tree["files"].items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if "link" in item:
+                os.symlink(item["link"], path)
+            elif "dir" in item:
+                os.makedirs(path)
+            else:
+                with open(path, "w", encoding="utf-8", newline="") as handle:
+                    handle.write(item["text"])
+        done = subprocess.run(["unshare", "-n", "python3", "-c", INNER, json.dumps(tree["keys"]), SYSCTL,
+                               json.dumps(tree.get("sentinels", []))],
+                              capture_output=True, text=True)
+        results.append(json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr})
+    clean()
+    print(json.dumps(results), flush=True)
+"""
+
+
+def oracle_tag() -> str:
+    digest = build._sha("sysctl-oracle-v1", build.minion_tag(BASE_RELEASE), DOCKERFILE.read_bytes())
+    return f"{ORACLE_REPO}:{BASE_RELEASE}-{digest}"
+
+
+def ensure_oracle_image() -> str:
+    """Build the oracle image unless its tag (a hash of its inputs) exists."""
+    base = build.ensure_images([BASE_RELEASE])[BASE_RELEASE]
+    tag = oracle_tag()
+    if build.image_exists(tag):
+        return tag
+    with build._build_lock():
+        if not build.image_exists(tag):
+            started = time.monotonic()
+            build._run(
+                [
+                    "docker", "build", "--network", "host", "--label", build.LABEL,
+                    "--build-arg", f"BASE_IMAGE={base}", "--tag", tag,
+                    "--file", str(DOCKERFILE), str(DOCKERFILE.parent / "constraints"),
+                ],
+                "build-sysctl-oracle.log",
+                env=dict(os.environ, DOCKER_BUILDKIT="0"),
+            )  # fmt: skip
+            build._log(f"sysctl oracle: built {tag} in {time.monotonic() - started:.0f}s")
+    return tag
+
+
+class Oracle:
+    """The driver process inside the oracle container."""
+
+    def __init__(self, container: str):
+        self.container = container
+        self.process = subprocess.Popen(
+            ["docker", "exec", "-i", container, "python3", "-c", _DRIVER, _INNER, SYSTEMD_SYSCTL,
+             json.dumps(SYSCTL_DIRS)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        hello = json.loads(self.process.stdout.readline() or "{}")
+        if "ready" not in hello:
+            raise RuntimeError(f"the sysctl oracle driver did not start in {container}")
+        #: Where /lib points in the container (merged /usr: /usr/lib).
+        self.lib = hello["ready"]
+
+    def run(self, trees: list[dict]) -> list[dict]:
+        """``trees``: ``[{"files": {abs path: {"text"} | {"link"} | {"dir"}}, "keys": [...]}]``."""
+        self.process.stdin.write(json.dumps(trees) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError("the sysctl oracle driver died")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.stdin:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def running_oracle(labels: dict[str, str]):
+    """A started oracle container (removed afterwards) and its driver."""
+    tag = ensure_oracle_image()
+    label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    container = subprocess.run(
+        ["docker", "run", "-d", "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
+         *label_args, tag,
+         "sleep", "infinity"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        oracle = Oracle(container)
+        try:
+            yield oracle
+        finally:
+            oracle.close()
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+
+
+def write_tree(root: Path, files: dict, lib_target: str = "usr/lib") -> None:
+    """The same tree on the host, for the model: /lib links to usr/lib as on merged-/usr
+    Debian, and /run/systemd/system says systemd is the init."""
+    (root / "usr/lib").mkdir(parents=True, exist_ok=True)
+    (root / "lib").symlink_to(lib_target)
+    (root / "run/systemd/system").mkdir(parents=True)
+    for path, item in files.items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if "link" in item:
+            target.symlink_to(item["link"])
+        elif "dir" in item:
+            target.mkdir()
+        else:
+            with open(target, "w", encoding="utf-8", newline="") as handle:
+                handle.write(item["text"])
