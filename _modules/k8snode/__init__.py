@@ -123,22 +123,33 @@ def _revert(test=False, root="/", pillar=None, **overrides):
 
 def requirements(distribution=None, root="/", pillar=None, **overrides):
     """
-    Resolve what this host needs for its Kubernetes distribution, and say where
-    each value came from. The layers apply in this order, a later one winning:
-    the distribution's table, extras, the OS family, the OS release, the pillar
-    ``k8snode``, then the arguments. ``os_source`` says where the OS was read
-    (``grains``, or the os-release file of ``root``).
+    Resolve what this host needs for its Kubernetes distribution, network plugin
+    and kube-proxy mode, and say where each value came from. The layers apply in
+    this order, a later one winning: the distribution's table, the network plugin
+    (``cni:cilium``), the kube-proxy mode (``kube_proxy_mode:nftables``), extras,
+    the OS family, the OS release, the pillar ``k8snode``, then the arguments.
+    ``os_source`` says where the OS was read (``grains``, or the os-release file
+    of ``root``); ``cni`` and ``kube_proxy_mode`` say where they were chosen.
+    ``kernel_floors`` (``[{version, source, why}]``), ``mounts`` and
+    ``deprecations`` come from the tables only.
 
     distribution
         ``kubeadm`` (default), ``rke2``, ``k3s`` or ``microk8s``.
+    cni
+        The network plugin: ``cilium``, ``calico``, ``flannel`` or ``none`` (default).
+    kube_proxy_mode
+        ``iptables`` (default), ``ipvs`` (deprecated since Kubernetes 1.35),
+        ``nftables`` (kernel >= 5.13) or ``none`` (a CNI replaces kube-proxy).
     extras
-        List of optional bundles: ``ipvs``, ``ipv6``, ``protect_kernel_defaults``,
-        ``inotify``, ``max_map_count``.
+        List of optional bundles: ``ipv6``, ``protect_kernel_defaults``,
+        ``inotify``, ``max_map_count``; ``ipvs`` is an alias of
+        ``kube_proxy_mode=ipvs``.
     modules
         ``{name: {alternatives: [...], required: bool}}``; ``name: false`` drops it.
     sysctls
-        ``{key: value}`` or ``{key: {value, compare: exact|min, required}}``;
-        ``key: false`` drops it.
+        ``{key: value}`` or ``{key: {value, compare: exact|min|one_of, accepted,
+        required}}`` (``one_of`` accepts any value of ``accepted`` and writes
+        ``value`` when none holds); ``key: false`` drops it.
     swap
         ``off`` (no swap now nor at boot), ``warn`` or ``ignore``.
     files
@@ -154,6 +165,7 @@ def requirements(distribution=None, root="/", pillar=None, **overrides):
 
         salt '*' k8snode.requirements
         salt '*' k8snode.requirements distribution=rke2 extras='[ipvs]'
+        salt '*' k8snode.requirements cni=cilium kube_proxy_mode=nftables
     """
     return _resolve(distribution, root, pillar, overrides)
 
@@ -165,11 +177,16 @@ def audit(distribution=None, root="/", pillar=None, **overrides):
     ``/proc``, ``/sys`` and ``/etc`` and changes nothing.
 
     Takes the same arguments as :func:`requirements`. Returns ``ready`` (true
-    only when every required check is ``ok``), ``distribution``, ``os_family``,
-    ``summary`` (counts per status), ``failing``, ``lost_at_reboot`` and
-    ``checks``: ``{"module:overlay": {"status": "ok"|"fail"|"warn", "required",
-    "expected", "live", "boot", "detail"}, "sysctl:net.ipv4.ip_forward": ...,
-    "swap": ..., "kernel_config": ..., "cgroup": ...}``.
+    only when every required check is ``ok``), ``distribution``, ``cni``,
+    ``kube_proxy_mode``, ``os_family``, ``summary`` (counts per status),
+    ``failing``, ``lost_at_reboot`` and ``checks``: ``{"module:overlay":
+    {"status": "ok"|"fail"|"warn", "required", "expected", "live", "boot",
+    "detail"}, "sysctl:net.ipv4.ip_forward": ..., "swap": ..., "kernel_config":
+    ..., "cgroup": ...}``. With a network plugin or kube-proxy mode that needs
+    them, also ``kernel_version`` (the running kernel against each floor, e.g.
+    ``>= 5.13`` for ``kube_proxy_mode:nftables``, naming who requires it),
+    ``mount:/sys/fs/bpf`` (Cilium; a warning) and ``deprecated:<source>`` (a
+    warning, e.g. kube-proxy's IPVS mode).
 
     CLI Example:
 
@@ -177,6 +194,7 @@ def audit(distribution=None, root="/", pillar=None, **overrides):
 
         salt '*' k8snode.audit
         salt '*' k8snode.audit distribution=k3s --out=k8snode
+        salt '*' k8snode.audit cni=cilium kube_proxy_mode=nftables
     """
     from . import checks
 

@@ -14,6 +14,7 @@ import errno
 import os
 
 from . import host, kernel, swap, sysctl_boot, writer
+from .checks import meets
 
 
 class _Outcome:
@@ -119,6 +120,8 @@ def _desired_sysctls(resolved, root, own_boot_values):
     desired = {}
     for key, requirement in resolved["sysctls"].items():
         value = requirement["value"]
+        if requirement["compare"] == "one_of":
+            value = _accepted_value_in_place(key, requirement, root, own_boot_values, others)
         if requirement["compare"] == "min":
             other = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), others)
             candidates = (
@@ -131,6 +134,17 @@ def _desired_sysctls(resolved, root, own_boot_values):
                 value = str(max(higher))
         desired[key] = value
     return desired
+
+
+def _accepted_value_in_place(key, requirement, root, own_boot_values, others):
+    """For ``compare: one_of``: keep an accepted value already there (ours, live, then
+    another file's), so that a node set to 0 is not moved to 1; else the table's value."""
+    path_key = sysctl_boot.sysctl_path(key)
+    other = sysctl_boot.boot_assignment(path_key, others)
+    for found in (own_boot_values.get(path_key), sysctl_boot.read_live(root, key), other and other["value"]):
+        if found is not None and meets(found, requirement):
+            return " ".join(found.split())
+    return requirement["value"]
 
 
 def _set_sysctls(outcome, resolved, root, desired, loading=()):
@@ -156,7 +170,7 @@ def _set_sysctls(outcome, resolved, root, desired, loading=()):
                 outcome.notes.append(f"optional {reason}.")
             continue
         existing.append(key)
-        if sysctl_boot.value_satisfies(live, requirement["value"], requirement["compare"]):
+        if meets(live, requirement):
             continue
         outcome.change(f"sysctl:{key}", live, value)
         if outcome.test:
@@ -181,11 +195,7 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
         if f"sysctl:{key}" in outcome.failures:
             continue
         winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
-        if (
-            winner
-            and winner["file"] not in (sysctl_file, None)
-            and not sysctl_boot.value_satisfies(winner["value"], requirement["value"], requirement["compare"])
-        ):
+        if winner and winner["file"] not in (sysctl_file, None) and not meets(winner["value"], requirement):
             # The winner may be another key (ip_forward and conf.all.forwarding are one
             # variable) or a glob, and a file ordered before ours can win when it is
             # the last to change the value (systemd-sysctl's order).

@@ -72,19 +72,30 @@ def _refusals(winner):
     )
 
 
+def meets(value, requirement):
+    """Whether a sysctl value meets a requirement: ``one_of`` accepts any value of
+    its ``accepted`` list; ``exact`` and ``min`` are ``sysctl_boot.value_satisfies``'s."""
+    if requirement["compare"] == "one_of":
+        return any(sysctl_boot.value_satisfies(value, accepted) for accepted in requirement["accepted"])
+    return sysctl_boot.value_satisfies(value, requirement["value"], requirement["compare"])
+
+
+def expected_text(requirement):
+    """A requirement as a person reads it: ``1``, ``>= 262144``, ``0 or 1``."""
+    if requirement["compare"] == "one_of":
+        return " or ".join(requirement["accepted"])
+    return requirement["value"] if requirement["compare"] == "exact" else f">= {requirement['value']}"
+
+
 def _sysctl_check(key, requirement, boot, root, module_states):
-    expected, compare = requirement["value"], requirement["compare"]
     live = sysctl_boot.read_live(root, key)
     path_key = sysctl_boot.sysctl_path(key)
     winner = sysctl_boot.boot_assignment(path_key, boot)
     # A winner without a file: every write at boot was refused by the kernel.
     winner_file = winner["file"] if winner else None
     boot_value = winner["value"] if winner else None
-    shown_expected = expected if compare == "exact" else f">= {expected}"
-    live_ok, boot_ok = (
-        sysctl_boot.value_satisfies(live, expected, compare),
-        sysctl_boot.value_satisfies(boot_value, expected, compare),
-    )
+    shown_expected = expected_text(requirement)
+    live_ok, boot_ok = meets(live, requirement), meets(boot_value, requirement)
     origin = _boot_origin(winner, path_key) if winner_file else None
     if live is None:
         needed = requirement.get("needs_module")
@@ -164,14 +175,21 @@ def _kernel_config_check(facts):
     )
 
 
+def _mount_types(root, mount_point):
+    """The filesystem types mounted at ``mount_point`` (/proc/mounts), in mount order."""
+    text = host.read_text(host.path(root, "proc/self/mounts")) or host.read_text(host.path(root, "proc/mounts"))
+    return [
+        fields[2]
+        for fields in (line.split() for line in (text or "").splitlines())
+        if len(fields) >= 3 and fields[1] == mount_point
+    ]
+
+
 def _cgroup_version(root):
-    for line in (
-        host.read_text(host.path(root, "proc/self/mounts")) or host.read_text(host.path(root, "proc/mounts")) or ""
-    ).splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[1] == "/sys/fs/cgroup":
-            return 2 if fields[2] == "cgroup2" else 1
-    return None
+    types = _mount_types(root, "/sys/fs/cgroup")
+    if not types:
+        return None
+    return 2 if types[0] == "cgroup2" else 1
 
 
 def _cgroup_check(root):
@@ -190,6 +208,49 @@ def _cgroup_check(root):
     )
 
 
+def _kernel_floor_check(floors, release):
+    """The running kernel against every floor (``kernel >= 5.13``), naming who sets each."""
+    highest = max(floors, key=lambda floor: kernel.parse_kernel_version(floor["version"]))
+    expected = f">= {highest['version']}"
+    found = kernel.parse_kernel_version(release)
+    if found is None:
+        who = ", ".join(floor["source"] for floor in floors)
+        detail = f"kernel release {release!r} (/proc/sys/kernel/osrelease) is not a version: cannot check {who}"
+        return _check("fail", True, expected, release or None, None, detail, source=highest["source"])
+    below = [floor for floor in floors if found < kernel.parse_kernel_version(floor["version"])]
+    if below:
+        needs = "; ".join(f"{floor['version']}, which {floor['source']} requires ({floor['why']})" for floor in below)
+        return _check(
+            "fail",
+            True,
+            expected,
+            release,
+            None,
+            f"kernel {release} is older than {needs}",
+            source=", ".join(floor["source"] for floor in below),
+        )
+    met = ", ".join(f">= {floor['version']} ({floor['source']})" for floor in floors)
+    return _check("ok", True, expected, release, None, f"kernel {release} meets {met}", source=highest["source"])
+
+
+def _mount_check(mount_point, mount, root):
+    types = _mount_types(root, mount_point)
+    fstype = mount["fstype"]
+    if fstype in types:
+        detail = f"{fstype} filesystem mounted at {mount_point}"
+        return _check("ok", mount["required"], f"{fstype} mounted", fstype, None, detail, source=mount["source"])
+    found = f" (found {', '.join(types)})" if types else ""
+    detail = f"no {fstype} filesystem at {mount_point}{found}: {mount['why']}"
+    return _check("fail", mount["required"], f"{fstype} mounted", types or None, None, detail, source=mount["source"])
+
+
+def _deprecation_check(deprecation):
+    detail = deprecation["detail"]
+    return _check(
+        "warn", False, "a supported setting", deprecation["source"], None, detail, source=deprecation["source"]
+    )
+
+
 def audit(resolved, root):
     facts = kernel.kernel_facts(root)
     persisted = kernel.boot_modules(root, resolved["boot"]["etc_modules"])
@@ -205,12 +266,20 @@ def audit(resolved, root):
     checks["swap"] = _swap_check(resolved["swap"], root)
     checks["kernel_config"] = _kernel_config_check(facts)
     checks["cgroup"] = _cgroup_check(root)
+    if resolved["kernel_floors"]:
+        checks["kernel_version"] = _kernel_floor_check(resolved["kernel_floors"], facts["release"])
+    for mount_point, mount in resolved["mounts"].items():
+        checks[f"mount:{mount_point}"] = _mount_check(mount_point, mount, root)
+    for deprecation in resolved["deprecations"]:
+        checks[f"deprecated:{deprecation['source']}"] = _deprecation_check(deprecation)
     summary = {"ok": 0, "fail": 0, "warn": 0}
     for check in checks.values():
         summary[check["status"]] += 1
     return {
         "ready": all(check["status"] == "ok" for check in checks.values() if check["required"]),
         "distribution": resolved["distribution"],
+        "cni": resolved["cni"]["name"],
+        "kube_proxy_mode": resolved["kube_proxy_mode"]["mode"],
         "os_family": resolved["os_family"],
         "os": resolved["os"],
         "kernel": facts["release"],

@@ -10,6 +10,7 @@ at all (WSL2, Firecracker, CI's VM kernel). ``lsmod`` and Salt's
 
 import gzip
 import os
+import re
 
 from . import host
 from .tables import MODULE_EVIDENCE
@@ -60,6 +61,20 @@ def parse_kernel_config(text):
             key, _, value = line.partition("=")
             options[key[len("CONFIG_") :]] = value.strip().strip('"')
     return options
+
+
+_KERNEL_VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_kernel_version(release):
+    """``(major, minor, patch)`` of a kernel release, or None: distributions add their
+    own suffix after the upstream version (``6.1.0-21-amd64``, ``4.18.0-513.el8.x86_64``,
+    ``5.15.0-1043-azure``, ``6.8.0-rc1``); a floor such as ``5.13`` has no patch (0)."""
+    found = _KERNEL_VERSION.match(str(release or "").strip())
+    if not found:
+        return None
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
 
 
 def _read_kernel_config(root, release):

@@ -7,14 +7,17 @@ k8snode works on its result; every user value is validated on the way in.
 import copy
 
 from .tables import (
+    CNIS,
     DEFAULTS,
     DISTRIBUTIONS,
+    EXTRA_ALIASES,
     EXTRAS,
+    KUBE_PROXY_MODES,
     OS_FAMILIES,
     OS_RELEASES,
+    REQUIREMENT_COMPARISONS,
     RESOLUTION_ORDER,
     SWAP_POLICIES,
-    SYSCTL_COMPARISONS,
 )
 from .validate import (
     check_managed_path,
@@ -59,10 +62,10 @@ def _merge_sysctls(resolved, layer, source):
             continue
         if not isinstance(spec, dict):
             spec = {"value": spec}
-        unknown = set(spec) - {"value", "compare", "required", "needs_module"}
+        unknown = set(spec) - {"value", "compare", "accepted", "required", "needs_module"}
         if unknown:
             raise invalid(
-                source, f"setting for sysctl {key}", sorted(unknown), "value, compare, required, needs_module"
+                source, f"setting for sysctl {key}", sorted(unknown), "value, compare, accepted, required, needs_module"
             )
         item = resolved.setdefault(key, {"compare": "exact", "required": True, "needs_module": None})
         if "value" in spec:
@@ -70,11 +73,14 @@ def _merge_sysctls(resolved, layer, source):
         if "value" not in item:
             raise invalid(source, f"sysctl {key}", spec, "a value (new keys need one)")
         if "compare" in spec:
-            if spec["compare"] not in SYSCTL_COMPARISONS:
-                raise invalid(source, f"compare for {key}", spec["compare"], "one of " + ", ".join(SYSCTL_COMPARISONS))
+            if spec["compare"] not in REQUIREMENT_COMPARISONS:
+                raise invalid(
+                    source, f"compare for {key}", spec["compare"], "one of " + ", ".join(REQUIREMENT_COMPARISONS)
+                )
             item["compare"] = spec["compare"]
         if item["compare"] == "min" and len(item["value"].split()) != 1:
             raise invalid(source, f"value for {key}", item["value"], "a single integer for compare: min")
+        _merge_accepted(item, spec, source, key)
         if "required" in spec:
             if not isinstance(spec["required"], bool):
                 raise invalid(source, f"required for sysctl {key}", spec["required"], "true or false")
@@ -82,6 +88,39 @@ def _merge_sysctls(resolved, layer, source):
         if spec.get("needs_module") is not None:
             item["needs_module"] = check_module_name(spec["needs_module"], source)
         item["source"] = source
+
+
+def _merge_accepted(item, spec, source, key):
+    """``compare: one_of`` takes any value of ``accepted``; ``value`` (one of them) is
+    what prepare writes when none holds. Another comparison drops the list."""
+    if "accepted" in spec:
+        accepted = spec["accepted"]
+        if item["compare"] != "one_of":
+            raise invalid(source, f"accepted for {key}", accepted, "only with compare: one_of")
+        if not isinstance(accepted, list) or not accepted:
+            raise invalid(source, f"accepted for {key}", accepted, "a non-empty list of values")
+        item["accepted"] = [normalize_sysctl_value(value, source, key) for value in accepted]
+    if item["compare"] != "one_of":
+        item.pop("accepted", None)
+        return
+    if "accepted" not in item:
+        raise invalid(source, f"sysctl {key}", spec, "compare: one_of needs accepted: [values]")
+    if item["value"] not in item["accepted"]:
+        raise invalid(
+            source, f"value for {key}", item["value"], "one of its accepted values " + ", ".join(item["accepted"])
+        )
+
+
+def _merge_network_plugin_data(resolved, layer, source):
+    """What only the tables give: a kernel version floor, mounts, a deprecation."""
+    floor = layer.get("kernel_floor")
+    if floor:
+        version = floor.get("os_family", {}).get(resolved["os_family"], floor["version"])
+        resolved["kernel_floors"].append({"version": version, "source": source, "why": floor["why"]})
+    for path, mount in layer.get("mounts", {}).items():
+        resolved["mounts"][path] = {**mount, "source": source}
+    if layer.get("deprecated"):
+        resolved["deprecations"].append({"source": source, "detail": layer["deprecated"]})
 
 
 def _merge_swap(resolved, value, source):
@@ -113,11 +152,13 @@ def _merge_layer(resolved, layer, source):
         _merge_swap(resolved, layer["swap"], source)
     if "files" in layer:
         _merge_files(resolved, layer["files"], source)
+    _merge_network_plugin_data(resolved, layer, source)
     resolved["boot"].update(layer.get("boot", {}))
     resolved["hints"].update(layer.get("hints", {}))
 
 
-_OVERRIDE_KEYS = ("distribution", "extras", "modules", "sysctls", "swap", "files")
+_OVERRIDE_KEYS = ("distribution", "extras", "modules", "sysctls", "swap", "files", "cni", "kube_proxy_mode")
+_NO_CNI = "none"
 
 
 def _check_overrides(overrides, source):
@@ -126,11 +167,58 @@ def _check_overrides(overrides, source):
     if unknown:
         raise invalid(source, "setting", sorted(unknown), "one of " + ", ".join(_OVERRIDE_KEYS))
     extras = overrides.get("extras")
+    known_extras = set(EXTRAS) | set(EXTRA_ALIASES)
     if extras is not None and (
-        not isinstance(extras, list) or any(not isinstance(extra, str) or extra not in EXTRAS for extra in extras)
+        not isinstance(extras, list) or any(not isinstance(extra, str) or extra not in known_extras for extra in extras)
     ):
-        raise invalid(source, "extras", extras, "a list of: " + ", ".join(sorted(EXTRAS)))
+        raise invalid(source, "extras", extras, "a list of: " + ", ".join(sorted(known_extras)))
+    cni = overrides.get("cni")
+    if cni is not None and (not isinstance(cni, str) or cni not in (*CNIS, _NO_CNI)):
+        raise invalid(source, "cni", cni, "one of " + ", ".join([*sorted(CNIS), _NO_CNI]))
+    mode = overrides.get("kube_proxy_mode")
+    if mode is not None and (not isinstance(mode, str) or mode not in KUBE_PROXY_MODES):
+        raise invalid(source, "kube_proxy_mode", mode, "one of " + ", ".join(sorted(KUBE_PROXY_MODES)))
     return overrides
+
+
+def _chosen(setting, pillar, arguments, default):
+    """(value, where it was set) of a setting: the arguments, else the pillar, else the default."""
+    for source, overrides in (("arguments", arguments), ("pillar k8snode", pillar)):
+        if overrides.get(setting) is not None:
+            return overrides[setting], source
+    return default, "defaults"
+
+
+def _kube_proxy_mode(pillar, arguments, extras):
+    """The mode, where it was set, and whether its layer applies in its own stage;
+    ``extras: [ipvs]`` is an alias of ``kube_proxy_mode: ipvs``."""
+    mode, source = _chosen("kube_proxy_mode", pillar, arguments, "iptables")
+    for extra in extras:
+        setting, value = EXTRA_ALIASES.get(extra, (None, None))
+        if setting != "kube_proxy_mode":
+            continue
+        if source != "defaults" and mode != value:
+            raise invalid(
+                source,
+                "kube_proxy_mode",
+                mode,
+                f"extras: [{extra}] means kube_proxy_mode: {value}; drop one of them",
+            )
+        if source == "defaults":
+            mode, source = value, f"extras:{extra}"
+    return {"mode": mode, "source": source}
+
+
+def _extra_layers(extras, kube_proxy_mode):
+    layers = []
+    for extra in extras:
+        if extra in EXTRA_ALIASES:
+            # The alias applies its mode's table here, unless the mode was set itself.
+            if kube_proxy_mode["source"] == f"extras:{extra}":
+                layers.append((f"extras:{extra}", KUBE_PROXY_MODES[EXTRA_ALIASES[extra][1]]))
+            continue
+        layers.append((f"extras:{extra}", EXTRAS[extra]))
+    return layers
 
 
 def resolve(distribution, pillar, arguments, identity):
@@ -154,20 +242,34 @@ def resolve(distribution, pillar, arguments, identity):
         "os": f"{os_id}-{major}" if os_id else "unknown",
         "os_source": identity["source"],
         "extras": [],
+        "cni": None,
+        "kube_proxy_mode": None,
         "modules": {},
         "sysctls": {},
         "swap": {"policy": "off", "source": "defaults"},
         "files": {what: {"path": path, "source": "defaults"} for what, path in DEFAULTS["files"].items()},
         "boot": dict(DEFAULTS["boot"]),
         "hints": dict(DEFAULTS["hints"]),
+        "kernel_floors": [],
+        "mounts": {},
+        "deprecations": [],
         "order": [],
     }
     extras = list(pillar.get("extras") or []) + [
         e for e in arguments.get("extras") or [] if e not in (pillar.get("extras") or [])
     ]
+    cni, cni_source = _chosen("cni", pillar, arguments, _NO_CNI)
+    resolved["cni"] = {"name": None if cni == _NO_CNI else cni, "source": cni_source}
+    resolved["kube_proxy_mode"] = mode = _kube_proxy_mode(pillar, arguments, extras)
     layers = {
         "distribution": [(f"distribution:{distribution}", DISTRIBUTIONS[distribution])],
-        "extras": [(f"extras:{extra}", EXTRAS[extra]) for extra in extras],
+        "cni": [(f"cni:{cni}", CNIS[cni])] if cni != _NO_CNI else [],
+        # The default mode (iptables) needs nothing beyond the distribution: its
+        # layer applies, and shows in ``order``, only when it was chosen.
+        "kube_proxy_mode": [(f"kube_proxy_mode:{mode['mode']}", KUBE_PROXY_MODES[mode["mode"]])]
+        if mode["source"] in ("arguments", "pillar k8snode")
+        else [],
+        "extras": _extra_layers(extras, mode),
         "os_family": [(f"os_family:{family}", OS_FAMILIES.get(family, {}))],
         "os_release": [
             (f"os_release:{fam}>={first}", layer)

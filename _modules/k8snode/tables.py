@@ -3,13 +3,23 @@ What a Kubernetes node needs, as data: one table per distribution, per extra,
 per OS family and per OS release, plus the defaults. Nothing here runs;
 :mod:`.resolve` merges these layers in ``RESOLUTION_ORDER``.
 
-A table entry is ``{"modules": {name: {"alternatives": [...]}}, "sysctls":
-{key: {"value", "compare", "needs_module"}}, "swap": policy, ...}``; a
+A table entry is ``{"modules": {name: {"alternatives": [...], "required"}},
+"sysctls": {key: {"value", "compare", "accepted", "needs_module"}}, "swap":
+policy, "kernel_floor": {...}, "mounts": {...}, "deprecated": text}``; a
 ``description`` says why the entry exists (the README's profile table).
 """
 
 #: Layers applied by :func:`requirements`, first to last; a later layer wins.
-RESOLUTION_ORDER = ("distribution", "extras", "os_family", "os_release", "pillar", "arguments")
+RESOLUTION_ORDER = (
+    "distribution",
+    "cni",
+    "kube_proxy_mode",
+    "extras",
+    "os_family",
+    "os_release",
+    "pillar",
+    "arguments",
+)
 
 _BRIDGE_SYSCTLS = {
     # Pod traffic crossing a CNI bridge must traverse iptables so that
@@ -66,16 +76,6 @@ DISTRIBUTIONS = {
 }
 
 EXTRAS = {
-    "ipvs": {
-        "description": "kube-proxy in IPVS mode (kubespray's module list).",
-        "modules": {
-            "ip_vs": {},
-            "ip_vs_rr": {},
-            "ip_vs_wrr": {},
-            "ip_vs_sh": {},
-            "nf_conntrack": {"alternatives": ["nf_conntrack", "nf_conntrack_ipv4"]},
-        },
-    },
     "ipv6": {
         "description": "IPv6 or dual-stack clusters: kubeadm preflight checks IPv6 forwarding.",
         "sysctls": {"net.ipv6.conf.all.forwarding": {"value": 1}},
@@ -105,6 +105,138 @@ EXTRAS = {
         "sysctls": {"vm.max_map_count": {"value": 262144, "compare": "min"}},
     },
 }
+
+# --------------------------------------------------------------------------
+# The network plugin (pillar k8snode:cni; none by default) and kube-proxy's
+# mode (k8snode:kube_proxy_mode; iptables by default). Each value below is
+# taken from the project's own documented requirements, cited per entry.
+# --------------------------------------------------------------------------
+
+# Cilium and Calico (Calico's system requirements page lists "RHEL 8 or
+# later" among the known-good hosts) accept RHEL's 4.18, which carries the
+# backports; Cilium names "4.18 on RHEL 8.10".
+_CNI_KERNEL_FLOOR = {"version": "5.10", "os_family": {"RedHat": "4.18"}}
+
+CNIS = {
+    # cilium/cilium Documentation/operations/system_requirements.rst.
+    "cilium": {
+        "description": "Cilium: kernel >= 5.10; ip_set, xt_set, ip_set_hash_ip and xt_comment for its "
+        "iptables masquerading (the default), vxlan for its default tunnel; rp_filter = 0, "
+        "which systemd >= 245 and Ubuntu set to 2 (pods lose egress); bpffs at /sys/fs/bpf.",
+        "kernel_floor": {**_CNI_KERNEL_FLOOR, "why": "Cilium's eBPF datapath"},
+        "modules": {
+            # "Requirements for Iptables-based Masquerading" (enable-bpf-masquerade=false, the default).
+            "ip_set": {},
+            "xt_set": {},
+            "ip_set_hash_ip": {},
+            "xt_comment": {},
+            # "Requirements for Tunneling and Routing": VXLAN is the default tunnel;
+            # Geneve only with tunnel-protocol=geneve.
+            "vxlan": {},
+            "geneve": {"required": False},
+            # "Requirements for L7 and FQDN Policies": only those policies use them,
+            # and Cilium falls back without xt_socket.
+            "xt_TPROXY": {"required": False},
+            "xt_mark": {"required": False},
+            "xt_CT": {"required": False},
+            "xt_socket": {"required": False},
+        },
+        "sysctls": {
+            # Cilium's own tools/sysctlfix writes this (cilium/cilium#10645): the kernel
+            # uses max(conf.all, conf.DEV), so a loose or strict `all` overrules Cilium's
+            # per-device 0. The pattern keys net.ipv4.conf.lxc*.rp_filter = 0 and
+            # net.ipv4.conf.cilium_*.rp_filter = 0 belong here once the sysctl model
+            # owns pattern keys (systemd's 50-default.conf sets net.ipv4.conf.*.rp_filter = 2).
+            "net.ipv4.conf.all.rp_filter": {"value": 0},
+        },
+        "mounts": {
+            # "Mounted eBPF filesystem": Cilium mounts it itself when missing, but a host
+            # mount keeps its eBPF maps across agent restarts (systemd mounts it at boot).
+            "/sys/fs/bpf": {
+                "fstype": "bpf",
+                "required": False,
+                "why": "Cilium keeps its eBPF maps there across agent restarts (it mounts one "
+                "itself when missing; systemd mounts it at boot; by hand: mount -t bpf bpffs /sys/fs/bpf)",
+            },
+        },
+    },
+    # docs.tigera.io/calico/latest/getting-started/kubernetes/requirements, "Kernel dependencies".
+    "calico": {
+        "description": "Calico: kernel >= 5.10; the ip_set and iptables modules Felix programs; ipip or "
+        "vxlan by the IP pool's encapsulation; rp_filter 0 or 1, since Felix exits on loose (2).",
+        "kernel_floor": {**_CNI_KERNEL_FLOOR, "why": "Calico's system requirements"},
+        "modules": {
+            # The page also lists ipt_set (an alias of xt_set) and xt_icmp / xt_icmp6
+            # (part of ip_tables / ip6_tables): no module of their own to load.
+            "ip_set": {},
+            "ip_tables": {},
+            "ip6_tables": {},
+            "ipt_REJECT": {},
+            "ipt_rpfilter": {},
+            "nf_conntrack_netlink": {},
+            "xt_addrtype": {},
+            "xt_conntrack": {},
+            "xt_mark": {},
+            "xt_multiport": {},
+            "xt_set": {},
+            "xt_u32": {},
+            # Only with kube-proxy in IPVS mode.
+            "xt_ipvs": {"required": False},
+            # The IP pool's encapsulation decides (IPIP or VXLAN, WireGuard when enabled):
+            # make yours strict with modules: {ipip: {required: true}}.
+            "ipip": {"required": False},
+            "vxlan": {"required": False},
+            "wireguard": {"required": False},
+        },
+        "sysctls": {
+            # Felix refuses loose mode (2): "Calico requires net.ipv4.conf.all.rp_filter
+            # to be set to 0 or 1" (unless IgnoreLooseRPF). Strict (1) is what prepare
+            # writes when neither is set: it keeps the anti-spoofing Felix wants.
+            "net.ipv4.conf.all.rp_filter": {"value": 1, "compare": "one_of", "accepted": [0, 1]},
+        },
+    },
+    # flannel-io/flannel README and Documentation/backends.md.
+    "flannel": {
+        "description": "Flannel: exits without /proc/sys/net/bridge/bridge-nf-call-iptables (br_netfilter, "
+        "which kubeadm stopped checking in 1.30); vxlan for its default VXLAN backend.",
+        "modules": {"br_netfilter": {}, "vxlan": {}},
+        "sysctls": {"net.bridge.bridge-nf-call-iptables": {"value": 1, "needs_module": "br_netfilter"}},
+    },
+}
+
+KUBE_PROXY_MODES = {
+    "iptables": {
+        # The iptables binary decides the kernel part (legacy ip_tables or, with
+        # iptables-nft, nf_tables): no module is right for every host.
+        "description": "kube-proxy's default mode: the distribution's br_netfilter and bridge sysctls.",
+    },
+    "ipvs": {
+        "description": "kube-proxy in IPVS mode (kubespray's module list); deprecated since Kubernetes 1.35.",
+        "modules": {
+            "ip_vs": {},
+            "ip_vs_rr": {},
+            "ip_vs_wrr": {},
+            "ip_vs_sh": {},
+            "nf_conntrack": {"alternatives": ["nf_conntrack", "nf_conntrack_ipv4"]},
+        },
+        # KEP-5495 (kubernetes/enhancements, sig-network): deprecated in v1.35.
+        "deprecated": "kube-proxy's IPVS mode is deprecated since Kubernetes 1.35 (KEP-5495); "
+        "the nftables mode is its replacement (kube_proxy_mode: nftables)",
+    },
+    "nftables": {
+        # kubernetes.io/docs/reference/node/kernel-version-requirements: "kube-proxy
+        # nftables proxy mode" needs kernel >= 5.13 (and nft >= 1.0.1, a package).
+        "description": "kube-proxy in nftables mode: nf_tables, kernel >= 5.13.",
+        "kernel_floor": {"version": "5.13", "why": "kube-proxy's nftables mode"},
+        "modules": {"nf_tables": {}},
+    },
+    "none": {
+        "description": "No kube-proxy: the network plugin replaces it (Cilium's kube-proxy replacement).",
+    },
+}
+
+#: Extras that are another setting now: ``extras: [ipvs]`` is ``kube_proxy_mode: ipvs``.
+EXTRA_ALIASES = {"ipvs": ("kube_proxy_mode", "ipvs")}
 
 OS_FAMILIES = {
     "Debian": {"boot": {"etc_modules": "/etc/modules"}},
@@ -150,6 +282,28 @@ MODULE_EVIDENCE = {
     "ip_tables": {"config": "IP_NF_IPTABLES", "path": "proc/net/ip_tables_names"},
     "iptable_nat": {"config": "IP_NF_NAT"},
     "iptable_filter": {"config": "IP_NF_FILTER"},
+    "ip6_tables": {"config": "IP6_NF_IPTABLES", "path": "proc/net/ip6_tables_names"},
+    "nf_tables": {"config": "NF_TABLES"},
+    "ip_set": {"config": "IP_SET"},
+    "ip_set_hash_ip": {"config": "IP_SET_HASH_IP"},
+    "xt_set": {"config": "NETFILTER_XT_SET"},
+    "xt_comment": {"config": "NETFILTER_XT_MATCH_COMMENT"},
+    "xt_TPROXY": {"config": "NETFILTER_XT_TARGET_TPROXY"},
+    "xt_mark": {"config": "NETFILTER_XT_MARK"},
+    "xt_CT": {"config": "NETFILTER_XT_TARGET_CT"},
+    "xt_socket": {"config": "NETFILTER_XT_MATCH_SOCKET"},
+    "xt_addrtype": {"config": "NETFILTER_XT_MATCH_ADDRTYPE"},
+    "xt_conntrack": {"config": "NETFILTER_XT_MATCH_CONNTRACK"},
+    "xt_multiport": {"config": "NETFILTER_XT_MATCH_MULTIPORT"},
+    "xt_u32": {"config": "NETFILTER_XT_MATCH_U32"},
+    "xt_ipvs": {"config": "NETFILTER_XT_MATCH_IPVS"},
+    "ipt_REJECT": {"config": "IP_NF_TARGET_REJECT"},
+    "ipt_rpfilter": {"config": "IP_NF_MATCH_RPFILTER"},
+    "nf_conntrack_netlink": {"config": "NF_CT_NETLINK"},
+    "vxlan": {"config": "VXLAN"},
+    "geneve": {"config": "GENEVE"},
+    "ipip": {"config": "NET_IPIP"},
+    "wireguard": {"config": "WIREGUARD"},
 }
 
 #: What kubeadm's system verification requires of the kernel config.
@@ -162,3 +316,6 @@ KERNEL_CONFIG_REQUIRED = (
 
 SWAP_POLICIES = ("off", "warn", "ignore")
 SYSCTL_COMPARISONS = ("exact", "min")
+#: What a requirement may use: ``one_of`` accepts any value of its ``accepted``
+#: list (prepare writes ``value`` when none holds).
+REQUIREMENT_COMPARISONS = (*SYSCTL_COMPARISONS, "one_of")

@@ -285,13 +285,25 @@ def test_later_extra_wins_over_distribution(k8snode, tree):
 
 def test_order_follows_resolution_order(k8snode, tree):
     tree.debian(13, sysctl_link=False)
-    resolved = k8snode.requirements("k3s", root=tree.path, pillar={"extras": ["ipv6", "inotify"]}, extras=["ipvs"])
+    resolved = k8snode.requirements(
+        "k3s",
+        root=tree.path,
+        pillar={"extras": ["ipv6", "inotify"], "cni": "flannel"},
+        extras=["max_map_count"],
+        kube_proxy_mode="nftables",
+    )
     stages = [stage_of(source) for source in resolved["order"]]
     # No OS release layer applies (tables.OS_RELEASES is empty since the boot model is detected).
     assert set(stages) == set(tables.RESOLUTION_ORDER) - {"os_release"}
     positions = [tables.RESOLUTION_ORDER.index(stage) for stage in stages]
     assert positions == sorted(positions)
-    assert resolved["order"][1:4] == ["extras:ipv6", "extras:inotify", "extras:ipvs"]
+    assert resolved["order"][1:6] == [
+        "cni:flannel",
+        "kube_proxy_mode:nftables",
+        "extras:ipv6",
+        "extras:inotify",
+        "extras:max_map_count",
+    ]
 
 
 def test_resolution_does_not_mutate_the_tables(k8snode, tree):
