@@ -35,17 +35,23 @@ def __virtual__():
 def _close_at_exit_of_the_cli():
     # Only in the short-lived salt-run process, once: a long-running master that runs
     # the report (reactor, API) owns its clients and must not have them closed.
-    if os.path.basename(sys.argv[0]).startswith("salt-run") and _close_the_cli_clients not in _REGISTERED:
-        atexit.register(_close_the_cli_clients)
-        _REGISTERED.append(_close_the_cli_clients)
+    if not os.path.basename(sys.argv[0]).startswith("salt-run") or _CLI_CLIENTS:
+        return
+    import salt.runner
+
+    # Hold salt-run's Runner until exit: the CLI drops its last reference while it
+    # unwinds the SystemExit that carries the exit code, before atexit would run.
+    # type(), not isinstance(): the heap holds weak proxies, and isinstance() on a dead one raises.
+    _CLI_CLIENTS.extend(obj for obj in gc.get_objects() if issubclass(type(obj), salt.runner.Runner))
+    atexit.register(_close_the_cli_clients)
 
 
-_REGISTERED = []
+_CLI_CLIENTS = []
 
 
 def _close_the_cli_clients():
     """
-    Destroy the Runner and MasterMinion that ``salt-run`` leaves open at exit.
+    Destroy the Runner (and its MasterMinion) that ``salt-run`` leaves open.
 
     Salt 3008.4's ``salt-run`` never destroys its Runner, and a MasterMinion's
     ``__del__`` warns even after ``destroy()`` (destroy leaves ``{}`` where
@@ -54,17 +60,13 @@ def _close_the_cli_clients():
     the user. At exit, after the report has been printed, close them the way
     their finalizers would, so the finalizers find nothing left to warn about.
     """
-    import salt.minion
-    import salt.runner
-
-    # type(), not isinstance(): the heap holds weak proxies, and isinstance() on a dead one raises.
-    for obj in gc.get_objects():
-        if issubclass(type(obj), salt.runner.Runner):
-            obj.destroy()
-    for obj in gc.get_objects():
-        if issubclass(type(obj), salt.minion.MasterMinion):
-            obj.destroy()
-            obj.returners = obj.functions = obj.utils = None
+    for runner in _CLI_CLIENTS:
+        minion = getattr(runner, "_mminion", None)
+        runner.destroy()
+        if minion is not None:
+            minion.destroy()
+            minion.returners = minion.functions = minion.utils = None
+    _CLI_CLIENTS.clear()
 
 
 def _expected_minions(tgt, tgt_type):
