@@ -88,6 +88,34 @@ def conf_files(root, directories):
     return [(name, chosen[name]) for name in sorted(chosen) if not is_masked(chosen[name])]
 
 
+def sysctl_keys_matching(root, pattern):
+    """The /proc/sys paths (``net/ipv4/conf/lxc1/rp_filter``) that exist now and that
+    the glob ``pattern`` (a /proc/sys path) matches, sorted. Lists only the
+    directories a wildcard component needs; the match itself is
+    :func:`.sysctl_syntax.glob_matches`, the model of systemd-sysctl's glob(3)."""
+    from .sysctl_syntax import expand_braces, glob_matches, is_glob
+
+    found = set()
+    for alternative in expand_braces(pattern):
+        candidates = [""]
+        for component in [part for part in alternative.split("/") if part]:
+            if not is_glob(component):
+                candidates = [f"{prefix}/{component}" if prefix else component for prefix in candidates]
+                continue
+            listed = []
+            for prefix in candidates:
+                try:
+                    names = os.listdir(path(root, "proc/sys/" + prefix))
+                except OSError:
+                    continue
+                listed.extend(f"{prefix}/{name}" if prefix else name for name in names)
+            candidates = listed
+        found.update(
+            key for key in candidates if os.path.isfile(path(root, "proc/sys/" + key)) and glob_matches(pattern, key)
+        )
+    return sorted(found)
+
+
 _SYSTEMD_SYSCTL = ("usr/lib/systemd/systemd-sysctl", "lib/systemd/systemd-sysctl")
 _PROCPS_SYSCTL = ("usr/sbin/sysctl", "sbin/sysctl", "usr/bin/sysctl", "bin/sysctl")
 
