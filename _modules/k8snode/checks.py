@@ -89,7 +89,7 @@ def expected_text(requirement):
     return requirement["value"] if requirement["compare"] == "exact" else f">= {requirement['value']}"
 
 
-def _sysctl_check(key, requirement, boot, root, module_states):
+def _sysctl_check(key, requirement, boot, root, module_states, writers=()):
     live = sysctl_boot.read_live(root, key)
     path_key = sysctl_boot.sysctl_path(key)
     winner = sysctl_boot.boot_assignment(path_key, boot)
@@ -114,6 +114,9 @@ def _sysctl_check(key, requirement, boot, root, module_states):
     else:
         detail = f"{key} is {live}, set at boot by {origin}"
     detail += _refusals(winner)
+    writes = sysctl_boot.boot_writes(path_key, boot)
+    runtime = sysctl_boot.runtime_writers_of(path_key, writers)
+    detail += sysctl_boot.owners_text(path_key, writes, runtime)
     if boot["ambiguous"]:
         detail += f" (boot model: {boot['applier']}; {boot['ambiguous']})"
     return _check(
@@ -128,6 +131,8 @@ def _sysctl_check(key, requirement, boot, root, module_states):
         boot_via=winner["via"] if winner_file else None,
         boot_refused=[f"{write['file']}:{write['line']}" for write in winner["refused"]] if winner else [],
         boot_applier=boot["applier"],
+        boot_assignments=writes,
+        runtime_writers=runtime,
         lost_at_reboot=live_ok and not boot_ok,
         source=requirement.get("source"),
     )
@@ -151,7 +156,7 @@ def _pattern_rows(pattern, boot, root):
     return rows
 
 
-def _pattern_check(key, requirement, boot, root):
+def _pattern_check(key, requirement, boot, root, writers=()):
     """A pattern key (``net.ipv4.conf.lxc*.rp_filter``): every key it matches now,
     live and at boot, and what a key that appears later (a new interface) gets at
     boot; the detail names the interfaces that are off."""
@@ -185,6 +190,8 @@ def _pattern_check(key, requirement, boot, root):
         detail = f"{key} is {shown_expected} on " + ", ".join(row["name"] for row in rows) + f"; {new_text}"
     else:
         detail = f"{key}: no key matches now; {new_text}"
+    runtime = sysctl_boot.runtime_writers_of(pattern, writers)
+    detail += sysctl_boot.owners_text(pattern, [], runtime)
     if boot["ambiguous"]:
         detail += f" (boot model: {boot['applier']}; {boot['ambiguous']})"
     live_ok, boot_ok = not off_now, not off_boot and new_ok
@@ -199,6 +206,8 @@ def _pattern_check(key, requirement, boot, root):
         off_now=[row["name"] for row in off_now],
         off_at_boot=[row["name"] for row in off_boot],
         boot_new_match=new_value,
+        boot_assignments=sysctl_boot.boot_writes(new_key, boot),
+        runtime_writers=runtime,
         boot_file=new["file"] if new else None,
         boot_line=new["line"] if new else None,
         boot_applier=boot["applier"],
@@ -331,6 +340,7 @@ def audit(resolved, root):
     facts = kernel.kernel_facts(root)
     persisted = kernel.boot_modules(root, resolved["boot"]["etc_modules"])
     boot = sysctl_boot.effective_boot_sysctls(root, resolved["boot"]["reads_etc_sysctl_conf"])
+    writers = host.runtime_sysctl_writers(root)
     checks = {}
     module_states = {}
     for name, requirement in resolved["modules"].items():
@@ -339,9 +349,9 @@ def audit(resolved, root):
         module_states[name] = check["live"]
     for key, requirement in resolved["sysctls"].items():
         if sysctl_boot.is_glob(sysctl_boot.sysctl_path(key)):
-            checks[f"sysctl:{key}"] = _pattern_check(key, requirement, boot, root)
+            checks[f"sysctl:{key}"] = _pattern_check(key, requirement, boot, root, writers)
         else:
-            checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states)
+            checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states, writers)
     checks["swap"] = _swap_check(resolved["swap"], root)
     checks["kernel_config"] = _kernel_config_check(facts)
     checks["cgroup"] = _cgroup_check(root)

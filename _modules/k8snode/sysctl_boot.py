@@ -312,3 +312,27 @@ def interface_boot_assignment(path_key, boot):
         if inherited and inherited["file"]:
             return {**inherited, "inherited": parent}
     return winner
+
+
+def runtime_writers_of(path_key, writers):
+    """The runtime writers (:func:`.host.runtime_sysctl_writers`) that write
+    ``path_key``, a coupled key of it, or (for a pattern) one of its matches."""
+    if is_glob(path_key):
+        return [writer for writer in writers if any(glob_matches(path_key, key) for key in writer["keys"])]
+    sources = set(keys_written_by(path_key))
+    return [writer for writer in writers if sources & set(writer["keys"])]
+
+
+def owners_text(path_key, writes, writers):
+    """The short human part: how many other lines reach the key, and who writes it
+    after boot (``; 2 other lines at boot; written after boot by docker (enabled)``)."""
+    text = ""
+    if len(writes) > 1:
+        text += f"; {len(writes) - 1} other line{'s' if len(writes) > 2 else ''} at boot"
+    if writers:
+        named = ", ".join(
+            writer["name"] + ("" if "enabled" not in writer else " (enabled)" if writer["enabled"] else " (installed)")
+            for writer in writers
+        )
+        text += f"; written after boot by {named}"
+    return text

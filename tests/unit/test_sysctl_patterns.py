@@ -115,3 +115,74 @@ def test_listing_proc_sys_uses_the_glob_model(k8snode, make_tree):
         "net/ipv4/conf/lxc2/rp_filter",
     ]
     assert host.sysctl_keys_matching(tree.path, "net/ipv6/conf/*/rp_filter") == []
+
+
+# ------------------------------------------------------------------ who owns a key
+
+
+def _forwarding_node(tree):
+    tree.debian(12, sysctl_conf="net.ipv4.ip_forward = 0\n").modular(loaded=["overlay", "br_netfilter"])
+    tree.kernel_defaults({"net.ipv4.ip_forward": 1}).write("run/systemd/system/.keep", "")
+    tree.sysctl_d("10-a.conf", "net.ipv4.conf.*.forwarding = 0\n")
+    tree.sysctl_d("90-k8s.conf", "net.ipv4.ip_forward = 1\n")
+    return tree
+
+
+def test_sysctl_status_lists_every_line_at_boot_and_the_runtime_writers(k8snode, make_tree):
+    tree = _forwarding_node(make_tree("owners"))
+    tree.write("usr/bin/dockerd", "")
+    tree.symlink("etc/systemd/system/multi-user.target.wants/docker.service", "/lib/systemd/system/docker.service")
+    tree.write("usr/lib/firewalld/zones/public.xml", "<zone/>\n")
+    tree.write("etc/systemd/network/10-br.network", "[Match]\nName=br0\n[Network]\nIPForward=ipv6\n")
+    tree.write("etc/systemd/network/20-eth.network", "[Network]\nIPForward=yes\n")
+    status = k8snode.sysctl_status("net.ipv4.ip_forward", 1, root=tree.path)
+    writes = [(w["file"], w["line"], w["value"], w["via"], w.get("pattern")) for w in status["boot_writes"]]
+    assert writes == [
+        # The glob writes conf/all/forwarding, one variable with ip_forward; then
+        # Debian's 99-sysctl.conf link to /etc/sysctl.conf. 90-k8s.conf's line is never
+        # written: systemd-sysctl keeps only the last value of a key.
+        ("/etc/sysctl.d/10-a.conf", 1, "0", "net/ipv4/conf/all/forwarding", "net/ipv4/conf/*/forwarding"),
+        ("/etc/sysctl.d/99-sysctl.conf", 1, "0", "net/ipv4/ip_forward", None),
+    ]
+    assert status["boot_assignments"] == [["/etc/sysctl.d/90-k8s.conf", "1"], ["/etc/sysctl.d/99-sysctl.conf", "0"]]
+    assert (status["boot"], status["boot_file"]) == ("0", "/etc/sysctl.d/99-sysctl.conf")
+    writers = {(w["name"], w["evidence"]): w["keys"] for w in status["runtime_writers"]}
+    assert writers == {
+        ("docker", "/usr/bin/dockerd exists; enabled (/etc/systemd/system/multi-user.target.wants/docker.service)"): [
+            "net/ipv4/ip_forward"
+        ],
+        ("firewalld", "/usr/lib/firewalld exists; not enabled at boot"): [
+            "net/ipv4/ip_forward",
+            "net/ipv6/conf/all/forwarding",
+        ],
+        # IPForward=ipv6 in 10-br.network does not touch IPv4.
+        ("systemd-networkd", "/etc/systemd/network/20-eth.network:2: IPForward=yes"): [
+            "net/ipv4/ip_forward",
+            "net/ipv6/conf/all/forwarding",
+        ],
+    }
+
+
+def test_the_audit_detail_names_the_winner_the_others_and_the_writers(k8snode, make_tree):
+    tree = _forwarding_node(make_tree("audit-owners"))
+    tree.write("usr/sbin/NetworkManager", "")
+    check = k8snode.audit(root=tree.path)["checks"]["sysctl:net.ipv4.ip_forward"]
+    assert check["status"] == "fail"
+    assert check["detail"].startswith(
+        "net.ipv4.ip_forward is 1 now but /etc/sysctl.d/99-sysctl.conf:1 sets 0 at boot; "
+        "1 other line at boot; written after boot by NetworkManager (installed) (boot model: "
+    )
+    assert [w["file"] for w in check["boot_assignments"]] == ["/etc/sysctl.d/10-a.conf", "/etc/sysctl.d/99-sysctl.conf"]
+    assert check["runtime_writers"][0]["name"] == "NetworkManager"
+    # Nothing installed: no writers, and the detail says nothing of them.
+    bare = _forwarding_node(make_tree("bare"))
+    assert k8snode.audit(root=bare.path)["checks"]["sysctl:net.ipv4.ip_forward"]["runtime_writers"] == []
+
+
+def test_sysctl_status_refuses_a_pattern_key(k8snode, make_tree):
+    import pytest
+    from salt.exceptions import SaltInvocationError
+
+    tree = _forwarding_node(make_tree("status-pattern"))
+    with pytest.raises(SaltInvocationError, match="k8snode.audit checks pattern keys"):
+        k8snode.sysctl_status(LXC, root=tree.path)
