@@ -172,7 +172,7 @@ def test_the_audit_detail_names_the_winner_the_others_and_the_writers(k8snode, m
         "net.ipv4.ip_forward is 1 now but /etc/sysctl.d/99-sysctl.conf:1 sets 0 at boot; "
         "1 other line at boot; written after boot by NetworkManager (installed) (boot model: "
     )
-    assert [w["file"] for w in check["boot_assignments"]] == ["/etc/sysctl.d/10-a.conf", "/etc/sysctl.d/99-sysctl.conf"]
+    assert [w["file"] for w in check["boot_writes"]] == ["/etc/sysctl.d/10-a.conf", "/etc/sysctl.d/99-sysctl.conf"]
     assert check["runtime_writers"][0]["name"] == "NetworkManager"
     # Nothing installed: no writers, and the detail says nothing of them.
     bare = _forwarding_node(make_tree("bare"))
