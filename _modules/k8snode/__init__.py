@@ -327,7 +327,13 @@ def sysctl_status(key, value=None, compare="exact", root="/"):
     for any non-zero value, and coupled keys count (``net.ipv4.ip_forward`` and
     ``net.ipv4.conf.all.forwarding`` are one variable: ``boot_via`` names the key
     that was written). ``boot_writes`` lists every write that reaches the key, in
-    order; ``applier`` says which program applies sysctl.d at boot, and
+    the order the applier makes them, explicit lines and globs alike
+    (``[{"file", "line", "value", "via", "pattern"?, "stored" | "refused"}]``; the
+    last one stored is the winner), ``boot_assignments`` every explicit line for the
+    key in file order (``[[file, value]]``, lines systemd-sysctl drops included); ``runtime_writers`` the programs installed here
+    that write the key after boot, told by their files alone (firewalld,
+    NetworkManager, Docker with whether their unit is enabled, systemd-networkd
+    ``IPForward=`` lines): ``[{"name", "evidence", "keys", "enabled"?}]``. ``applier`` says which program applies sysctl.d at boot, and
     ``ambiguous`` why that is a guess (or None).
 
     key
@@ -350,6 +356,8 @@ def sysctl_status(key, value=None, compare="exact", root="/"):
     from .validate import check_sysctl_key, invalid, normalize_sysctl_value
 
     check_sysctl_key(key, "arguments")
+    if sysctl_boot.is_glob(sysctl_boot.sysctl_path(key)):
+        raise invalid("arguments", "sysctl key", key, "a plain key here (k8snode.audit checks pattern keys)")
     if compare not in SYSCTL_COMPARISONS:
         raise invalid("arguments", "compare", compare, "one of " + ", ".join(SYSCTL_COMPARISONS))
     path_key = sysctl_boot.sysctl_path(key)
@@ -366,6 +374,9 @@ def sysctl_status(key, value=None, compare="exact", root="/"):
         "boot_via": winner["via"] if winner else None,
         "boot_refused": winner["refused"] if winner else [],
         "boot_writes": sysctl_boot.boot_writes(path_key, boot),
+        # Every explicit line for the key, in file order, superseded ones included.
+        "boot_assignments": boot["values"].get(path_key, {}).get("assignments", []),
+        "runtime_writers": sysctl_boot.runtime_writers_of(path_key, host.runtime_sysctl_writers(root)),
         "applier": boot["applier"],
         "applier_evidence": boot["applier_evidence"],
         "ambiguous": boot["ambiguous"],

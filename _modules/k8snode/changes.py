@@ -120,6 +120,10 @@ def _desired_sysctls(resolved, root, own_boot_values):
     desired = {}
     for key, requirement in resolved["sysctls"].items():
         value = requirement["value"]
+        if _is_pattern(key):
+            # One line for every match: the table's value (each match is checked on its own).
+            desired[key] = value
+            continue
         if requirement["compare"] == "one_of":
             value = _accepted_value_in_place(key, requirement, root, own_boot_values, others)
         if requirement["compare"] == "min":
@@ -134,6 +138,40 @@ def _desired_sysctls(resolved, root, own_boot_values):
                 value = str(max(higher))
         desired[key] = value
     return desired
+
+
+def _is_pattern(key):
+    return sysctl_boot.is_glob(sysctl_boot.sysctl_path(key))
+
+
+def _write_live(outcome, item, proc, value):
+    """Write one /proc/sys file; a failure is recorded against ``item``."""
+    try:
+        with open(proc, "w", encoding="ascii") as handle:
+            handle.write(value)
+    except OSError as exc:
+        reason = (
+            "/proc/sys is read-only here" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else exc.strerror
+        )
+        outcome.fail(item, f"cannot set {value}: {reason}")
+        return False
+    return True
+
+
+def _set_pattern(outcome, key, requirement, root, value):
+    """Set every key the pattern matches now; the pattern is persisted either way
+    (interfaces that appear later get it from systemd-sysctl at boot or from udev)."""
+    pattern = sysctl_boot.sysctl_path(key)
+    old, new = {}, {}
+    for match in host.sysctl_keys_matching(root, pattern):
+        live = sysctl_boot.read_live(root, match)
+        if meets(live, requirement):
+            continue
+        shown = sysctl_boot.dotted_key(match)
+        if outcome.test or _write_live(outcome, f"sysctl:{shown}", host.path(root, "proc/sys/" + match), value):
+            old[shown], new[shown] = live, value
+    if new:
+        outcome.change(f"sysctl:{key}", old, new)
 
 
 def _accepted_value_in_place(key, requirement, root, own_boot_values, others):
@@ -154,6 +192,10 @@ def _set_sysctls(outcome, resolved, root, desired, loading=()):
     existing = []
     for key, value in desired.items():
         requirement = resolved["sysctls"][key]
+        if _is_pattern(key):
+            existing.append(key)
+            _set_pattern(outcome, key, requirement, root, value)
+            continue
         proc = host.path(root, "proc/sys/" + sysctl_boot.sysctl_path(key))
         live = sysctl_boot.read_live(root, key)
         if live is None:
@@ -175,14 +217,7 @@ def _set_sysctls(outcome, resolved, root, desired, loading=()):
         outcome.change(f"sysctl:{key}", live, value)
         if outcome.test:
             continue
-        try:
-            with open(proc, "w", encoding="ascii") as handle:
-                handle.write(value)
-        except OSError as exc:
-            reason = (
-                "/proc/sys is read-only here" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else exc.strerror
-            )
-            outcome.fail(f"sysctl:{key}", f"cannot set {value}: {reason}")
+        if not _write_live(outcome, f"sysctl:{key}", proc, value):
             del outcome.changes[f"sysctl:{key}"]
     return existing
 
@@ -194,18 +229,31 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
     for key, requirement in resolved["sysctls"].items():
         if f"sysctl:{key}" in outcome.failures:
             continue
-        winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path(key), boot)
-        if winner and winner["file"] not in (sysctl_file, None) and not meets(winner["value"], requirement):
-            # The winner may be another key (ip_forward and conf.all.forwarding are one
-            # variable) or a glob, and a file ordered before ours can win when it is
-            # the last to change the value (systemd-sysctl's order).
-            via = "" if winner["via"] == sysctl_boot.sysctl_path(key) else f" through {winner['via']}"
-            outcome.fail(
-                f"sysctl:{key}",
-                f"{winner['file']} sets {winner['value']}{via} at boot (line {winner['line']}) "
-                f"and is applied after {sysctl_file}: "
-                "change that file or choose a sysctl file name that sorts after it (files: sysctl:)",
-            )
+        path_key = sysctl_boot.sysctl_path(key)
+        targets = [path_key]
+        if _is_pattern(key):
+            # Every match now, and a match that appears later (a new interface).
+            targets = [*host.sysctl_keys_matching(root, path_key), sysctl_boot.new_match(path_key)]
+        for target in targets:
+            winner = sysctl_boot.boot_assignment(target, boot)
+            if winner and winner["file"] not in (sysctl_file, None) and not meets(winner["value"], requirement):
+                # The winner may be another key (ip_forward and conf.all.forwarding are one
+                # variable) or a glob, and a file ordered before ours can win when it is
+                # the last to change the value (systemd-sysctl's order); an explicit line
+                # beats every glob, ours included.
+                via = "" if winner["via"] == target else f" through {winner['via']}"
+                which = f" for {sysctl_boot.dotted_key(target)}" if target != path_key else ""
+                why = (
+                    f"and is applied after {sysctl_file}: "
+                    "change that file or choose a sysctl file name that sorts after it (files: sysctl:)"
+                )
+                if target != path_key and "pattern" not in winner:
+                    why = "and an explicit line beats every pattern, ours included: change that file"
+                outcome.fail(
+                    f"sysctl:{key}",
+                    f"{winner['file']} sets {winner['value']}{via}{which} at boot (line {winner['line']}) {why}",
+                )
+                break
 
 
 def _swap_off(outcome, resolved, root, run):
@@ -263,7 +311,10 @@ def prepare(resolved, root, run, test=False):
         # test=True loads nothing: preview the keys of the modules it would load.
         loading = {present[name] for name in present if f"module:{name}" in outcome.changes} if test else set()
         existing = _set_sysctls(outcome, resolved, root, desired, loading)
-        content = _render(f"{key} = {desired[key]}" for key in sorted(existing))
+        # Pattern lines first: procps' `sysctl --system` applies lines in file order, and
+        # an explicit key must beat a glob as it does under systemd-sysctl.
+        ordered = sorted(existing, key=lambda key: (not _is_pattern(key), key))
+        content = _render(f"{key} = {desired[key]}" for key in ordered)
         _check_boot_precedence(outcome, resolved, root, sysctl_file, content)
         _write_managed(outcome, root, sysctl_file, content)
 

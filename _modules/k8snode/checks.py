@@ -57,7 +57,9 @@ def _boot_origin(winner, path_key):
     """Where the boot value comes from: ``FILE:LINE`` and, when another key or a
     glob wrote it, which one."""
     origin = f"{winner['file']}:{winner['line']}"
-    if "pattern" in winner:
+    if "inherited" in winner:
+        origin += f" (copied from {sysctl_boot.dotted_key(winner['inherited'])} when the interface appears)"
+    elif "pattern" in winner:
         origin += f" (glob {winner['pattern']})"
     elif winner["via"] != path_key:
         origin += f" (through {winner['via']})"
@@ -87,7 +89,7 @@ def expected_text(requirement):
     return requirement["value"] if requirement["compare"] == "exact" else f">= {requirement['value']}"
 
 
-def _sysctl_check(key, requirement, boot, root, module_states):
+def _sysctl_check(key, requirement, boot, root, module_states, writers=()):
     live = sysctl_boot.read_live(root, key)
     path_key = sysctl_boot.sysctl_path(key)
     winner = sysctl_boot.boot_assignment(path_key, boot)
@@ -112,6 +114,9 @@ def _sysctl_check(key, requirement, boot, root, module_states):
     else:
         detail = f"{key} is {live}, set at boot by {origin}"
     detail += _refusals(winner)
+    writes = sysctl_boot.boot_writes(path_key, boot)
+    runtime = sysctl_boot.runtime_writers_of(path_key, writers)
+    detail += sysctl_boot.owners_text(path_key, writes, runtime)
     if boot["ambiguous"]:
         detail += f" (boot model: {boot['applier']}; {boot['ambiguous']})"
     return _check(
@@ -125,6 +130,86 @@ def _sysctl_check(key, requirement, boot, root, module_states):
         boot_line=winner["line"] if winner_file else None,
         boot_via=winner["via"] if winner_file else None,
         boot_refused=[f"{write['file']}:{write['line']}" for write in winner["refused"]] if winner else [],
+        boot_applier=boot["applier"],
+        boot_writes=writes,
+        runtime_writers=runtime,
+        lost_at_reboot=live_ok and not boot_ok,
+        source=requirement.get("source"),
+    )
+
+
+def _pattern_rows(pattern, boot, root):
+    """Each key the pattern matches now: its name (what the wildcards matched: the
+    interface), dotted key, live value and boot winner."""
+    rows = []
+    for match in host.sysctl_keys_matching(root, pattern):
+        winner = sysctl_boot.interface_boot_assignment(match, boot)
+        rows.append(
+            {
+                "name": sysctl_boot.wildcard_parts(pattern, match),
+                "key": sysctl_boot.dotted_key(match),
+                "live": sysctl_boot.read_live(root, match),
+                "boot": winner["value"] if winner else None,
+                "origin": _boot_origin(winner, match) if winner and winner["file"] else None,
+            }
+        )
+    return rows
+
+
+def _pattern_check(key, requirement, boot, root, writers=()):
+    """A pattern key (``net.ipv4.conf.lxc*.rp_filter``): every key it matches now,
+    live and at boot, and what a key that appears later (a new interface) gets at
+    boot; the detail names the interfaces that are off."""
+    pattern = sysctl_boot.sysctl_path(key)
+    shown_expected = expected_text(requirement)
+    rows = _pattern_rows(pattern, boot, root)
+    off_now = [row for row in rows if not meets(row["live"], requirement)]
+    off_boot = [row for row in rows if not meets(row["boot"], requirement)]
+    new_key = sysctl_boot.new_match(pattern)
+    new = sysctl_boot.interface_boot_assignment(new_key, boot)
+    new_value = new["value"] if new else None
+    new_ok = meets(new_value, requirement)
+    if new and new["file"]:
+        new_text = f"a new match gets {new_value} at boot from {_boot_origin(new, new_key)}"
+    else:
+        new_text = "no sysctl.d line sets a new match (nor conf.default): it keeps the kernel's default"
+    parts = []
+    if off_now:
+        listed = ", ".join(f"{row['name']} ({row['live']})" for row in off_now)
+        parts.append(f"{len(off_now)} of {len(rows)} off now, needs {shown_expected}: {listed}")
+    if off_boot:
+        parts.append(
+            "off at boot: "
+            + ", ".join(f"{row['name']} ({row['boot']} from {row['origin'] or 'no file'})" for row in off_boot)
+        )
+    if not new_ok:
+        parts.append(f"{new_text}, needs {shown_expected}")
+    if parts:
+        detail = f"{key}: " + "; ".join(parts)
+    elif rows:
+        detail = f"{key} is {shown_expected} on " + ", ".join(row["name"] for row in rows) + f"; {new_text}"
+    else:
+        detail = f"{key}: no key matches now; {new_text}"
+    runtime = sysctl_boot.runtime_writers_of(pattern, writers)
+    detail += sysctl_boot.owners_text(pattern, [], runtime)
+    if boot["ambiguous"]:
+        detail += f" (boot model: {boot['applier']}; {boot['ambiguous']})"
+    live_ok, boot_ok = not off_now, not off_boot and new_ok
+    return _check(
+        "ok" if live_ok and boot_ok else "fail",
+        requirement["required"],
+        shown_expected,
+        {row["key"]: row["live"] for row in rows},
+        {row["key"]: row["boot"] for row in rows},
+        detail,
+        pattern=pattern,
+        off_now=[row["name"] for row in off_now],
+        off_at_boot=[row["name"] for row in off_boot],
+        boot_new_match=new_value,
+        boot_writes=sysctl_boot.boot_writes(new_key, boot),
+        runtime_writers=runtime,
+        boot_file=new["file"] if new else None,
+        boot_line=new["line"] if new else None,
         boot_applier=boot["applier"],
         lost_at_reboot=live_ok and not boot_ok,
         source=requirement.get("source"),
@@ -255,6 +340,7 @@ def audit(resolved, root):
     facts = kernel.kernel_facts(root)
     persisted = kernel.boot_modules(root, resolved["boot"]["etc_modules"])
     boot = sysctl_boot.effective_boot_sysctls(root, resolved["boot"]["reads_etc_sysctl_conf"])
+    writers = host.runtime_sysctl_writers(root)
     checks = {}
     module_states = {}
     for name, requirement in resolved["modules"].items():
@@ -262,7 +348,10 @@ def audit(resolved, root):
         checks[f"module:{name}"] = check
         module_states[name] = check["live"]
     for key, requirement in resolved["sysctls"].items():
-        checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states)
+        if sysctl_boot.is_glob(sysctl_boot.sysctl_path(key)):
+            checks[f"sysctl:{key}"] = _pattern_check(key, requirement, boot, root, writers)
+        else:
+            checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states, writers)
     checks["swap"] = _swap_check(resolved["swap"], root)
     checks["kernel_config"] = _kernel_config_check(facts)
     checks["cgroup"] = _cgroup_check(root)

@@ -88,6 +88,107 @@ def conf_files(root, directories):
     return [(name, chosen[name]) for name in sorted(chosen) if not is_masked(chosen[name])]
 
 
+def sysctl_keys_matching(root, pattern):
+    """The /proc/sys paths (``net/ipv4/conf/lxc1/rp_filter``) that exist now and that
+    the glob ``pattern`` (a /proc/sys path) matches, sorted. Lists only the
+    directories a wildcard component needs; the match itself is
+    :func:`.sysctl_syntax.glob_matches`, the model of systemd-sysctl's glob(3)."""
+    from .sysctl_syntax import expand_braces, glob_matches, is_glob
+
+    found = set()
+    for alternative in expand_braces(pattern):
+        candidates = [""]
+        for component in [part for part in alternative.split("/") if part]:
+            if not is_glob(component):
+                candidates = [f"{prefix}/{component}" if prefix else component for prefix in candidates]
+                continue
+            listed = []
+            for prefix in candidates:
+                try:
+                    names = os.listdir(path(root, "proc/sys/" + prefix))
+                except OSError:
+                    continue
+                listed.extend(f"{prefix}/{name}" if prefix else name for name in names)
+            candidates = listed
+        found.update(
+            key for key in candidates if os.path.isfile(path(root, "proc/sys/" + key)) and glob_matches(pattern, key)
+        )
+    return sorted(found)
+
+
+_WANTS = ("etc/systemd/system/multi-user.target.wants", "etc/systemd/system/sockets.target.wants")
+_IPV4_FORWARD, _IPV6_FORWARD = "net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"
+# Programs that write sysctls while the host runs, after systemd-sysctl, told by
+# their files alone (nothing is run): (name, files that say it is installed, units
+# that start it, keys it writes and why).
+_RUNTIME_WRITERS = (
+    # firewalld turns forwarding on when a zone forwards or masquerades (firewalld#335).
+    ("firewalld", ("etc/firewalld", "usr/lib/firewalld"), ("firewalld.service",), (_IPV4_FORWARD, _IPV6_FORWARD)),
+    # A "shared" connection turns IPv4 forwarding on.
+    (
+        "NetworkManager",
+        ("usr/sbin/NetworkManager", "etc/NetworkManager"),
+        ("NetworkManager.service",),
+        (_IPV4_FORWARD,),
+    ),
+    # dockerd sets ip_forward=1 (and the FORWARD policy to DROP) at every start.
+    ("docker", ("usr/bin/dockerd", "usr/sbin/dockerd"), ("docker.service", "docker.socket"), (_IPV4_FORWARD,)),
+)
+_NETWORKD_DIRS = ("etc/systemd/network", "run/systemd/network", "usr/lib/systemd/network", "lib/systemd/network")
+
+
+def _networkd_ip_forward(root):
+    """``IPForward=`` lines of systemd-networkd's .network files (flatcar/Flatcar#297:
+    networkd sets forwarding after sysctl.d), as runtime writers."""
+    found = []
+    for _name, full in conf_files_with_suffix(root, _NETWORKD_DIRS, ".network"):
+        for number, line in enumerate((read_text(full) or "").splitlines(), 1):
+            key, _, value = line.strip().partition("=")
+            if key.strip() != "IPForward":
+                continue
+            value = value.strip().lower()
+            keys = {"ipv4": (_IPV4_FORWARD,), "ipv6": (_IPV6_FORWARD,)}.get(value, (_IPV4_FORWARD, _IPV6_FORWARD))
+            found.append(
+                {
+                    "name": "systemd-networkd",
+                    "evidence": f"{display(root, full)}:{number}: IPForward={value}",
+                    "keys": list(keys),
+                }
+            )
+    return found
+
+
+def conf_files_with_suffix(root, directories, suffix):
+    """[(name, path)] of the files ending in ``suffix``, a name in an earlier
+    directory masking the same name in a later one, masks left out."""
+    chosen = {}
+    for directory in directories:
+        try:
+            names = os.listdir(path(root, directory))
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(suffix) and not name.startswith(".") and name not in chosen:
+                chosen[name] = path(root, f"{directory}/{name}")
+    return [(name, chosen[name]) for name in sorted(chosen) if not is_masked(chosen[name])]
+
+
+def runtime_sysctl_writers(root):
+    """Known programs on the host that write sysctls after boot, by their files only:
+    ``[{"name", "evidence", "keys", "enabled"?}]``, keys as /proc/sys paths."""
+    writers = []
+    for name, markers, units, keys in _RUNTIME_WRITERS:
+        present = [marker for marker in markers if os.path.exists(path(root, marker))]
+        if not present:
+            continue
+        enabled = [
+            f"/{wants}/{unit}" for wants in _WANTS for unit in units if os.path.lexists(path(root, f"{wants}/{unit}"))
+        ]
+        evidence = f"/{present[0]} exists; " + (f"enabled ({enabled[0]})" if enabled else "not enabled at boot")
+        writers.append({"name": name, "evidence": evidence, "keys": list(keys), "enabled": bool(enabled)})
+    return writers + _networkd_ip_forward(root)
+
+
 _SYSTEMD_SYSCTL = ("usr/lib/systemd/systemd-sysctl", "lib/systemd/systemd-sysctl")
 _PROCPS_SYSCTL = ("usr/sbin/sysctl", "sbin/sysctl", "usr/bin/sysctl", "bin/sysctl")
 

@@ -19,6 +19,7 @@ import os
 
 from . import host
 from .sysctl_syntax import (  # noqa: F401  (sysctl_path and parse_sysctl_conf are this module's API too)
+    GLOB_CHARS,
     glob_matches,
     is_glob,
     kernel_parser,
@@ -259,3 +260,79 @@ def value_satisfies(actual, expected, compare="exact"):
         except ValueError:
             return False
     return got == want
+
+
+# ------------------------------------------------------------------ pattern keys
+
+# What stands for a wildcard in a key that does not exist yet: a name no sysctl.d
+# line is likely to spell out, so only globs reach it.
+_NEW_NAME = "k8snode-new"
+
+
+def new_match(pattern):
+    """A key the glob ``pattern`` matches and no explicit line names: what a new
+    interface (``lxc*``: ``lxck8snode-new``) gets at boot or when it appears (udev's
+    99-systemd.rules runs systemd-sysctl with ``--prefix`` for each new device)."""
+    return pattern.replace("*", _NEW_NAME).replace("?", "x")
+
+
+def dotted_key(path_key):
+    """A /proc/sys path as sysctl.d spells it: ``net/ipv4/conf/eth0.1/x`` is
+    ``net.ipv4.conf.eth0/1.x`` (the inverse of :func:`sysctl_path`)."""
+    return path_key.translate(str.maketrans("./", "/."))
+
+
+def wildcard_parts(pattern, path_key):
+    """The components of ``path_key`` that the pattern's wildcards matched (for
+    ``net/ipv4/conf/*/rp_filter``: the interface name), joined by ``/``."""
+    return "/".join(
+        name for part, name in zip(pattern.split("/"), path_key.split("/")) if not GLOB_CHARS.isdisjoint(part)
+    )
+
+
+def inherited_from(path_key):
+    """The key a new interface copies ``path_key``'s value from when it appears
+    (``net/ipv4/conf/DEV/x`` from ``net/ipv4/conf/default/x``, as the kernel's
+    devinet and addrconf do), or None."""
+    parts = path_key.split("/")
+    per_interface = len(parts) == 5 and parts[:3] in (["net", "ipv4", "conf"], ["net", "ipv6", "conf"])
+    if per_interface and parts[3] not in ("all", "default"):
+        return "/".join([*parts[:3], "default", parts[4]])
+    return None
+
+
+def interface_boot_assignment(path_key, boot):
+    """:func:`boot_assignment`, and for a per-interface key that no line reaches, the
+    boot assignment of the ``default`` key it copies when the interface appears
+    (then ``inherited`` names that key)."""
+    winner = boot_assignment(path_key, boot)
+    parent = inherited_from(path_key)
+    if (winner is None or winner["file"] is None) and parent:
+        inherited = boot_assignment(parent, boot)
+        if inherited and inherited["file"]:
+            return {**inherited, "inherited": parent}
+    return winner
+
+
+def runtime_writers_of(path_key, writers):
+    """The runtime writers (:func:`.host.runtime_sysctl_writers`) that write
+    ``path_key``, a coupled key of it, or (for a pattern) one of its matches."""
+    if is_glob(path_key):
+        return [writer for writer in writers if any(glob_matches(path_key, key) for key in writer["keys"])]
+    sources = set(keys_written_by(path_key))
+    return [writer for writer in writers if sources & set(writer["keys"])]
+
+
+def owners_text(path_key, writes, writers):
+    """The short human part: how many other lines reach the key, and who writes it
+    after boot (``; 2 other lines at boot; written after boot by docker (enabled)``)."""
+    text = ""
+    if len(writes) > 1:
+        text += f"; {len(writes) - 1} other line{'s' if len(writes) > 2 else ''} at boot"
+    if writers:
+        named = ", ".join(
+            writer["name"] + ("" if "enabled" not in writer else " (enabled)" if writer["enabled"] else " (installed)")
+            for writer in writers
+        )
+        text += f"; written after boot by {named}"
+    return text

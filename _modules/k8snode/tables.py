@@ -142,12 +142,17 @@ CNIS = {
             "xt_socket": {"required": False},
         },
         "sysctls": {
-            # Cilium's own tools/sysctlfix writes this (cilium/cilium#10645): the kernel
-            # uses max(conf.all, conf.DEV), so a loose or strict `all` overrules Cilium's
-            # per-device 0. The pattern keys net.ipv4.conf.lxc*.rp_filter = 0 and
-            # net.ipv4.conf.cilium_*.rp_filter = 0 belong here once the sysctl model
-            # owns pattern keys (systemd's 50-default.conf sets net.ipv4.conf.*.rp_filter = 2).
+            # Cilium's own tools/sysctlfix writes these three (99-zzz-override_cilium.conf;
+            # cilium/cilium#10645): the kernel uses max(conf.all, conf.DEV), so a loose or
+            # strict `all` overrules Cilium's per-device 0; and systemd >= 245's
+            # 50-default.conf sets net.ipv4.conf.*.rp_filter = 2 on every interface as it
+            # appears, pods' lxc* veths and cilium_host included, which drops pod egress
+            # (also after an OS update on running clusters: flatcar/Flatcar#181, whose fix
+            # is the lxc* pattern in sysctl.d). Our patterns are globs too, so an explicit
+            # line for one interface (net.ipv4.conf.lxc1.rp_filter) still beats them.
             "net.ipv4.conf.all.rp_filter": {"value": 0},
+            "net.ipv4.conf.lxc*.rp_filter": {"value": 0},
+            "net.ipv4.conf.cilium_*.rp_filter": {"value": 0},
         },
         "mounts": {
             # "Mounted eBPF filesystem": Cilium mounts it itself when missing, but a host

@@ -16,7 +16,11 @@ _MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,55}$")
 _SYSCTL_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@/+-]*$")
 _SYSCTL_VALUE = re.compile(r"^-?[0-9]+(?:\s+-?[0-9]+)*$")
 _CONF_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*\.conf$")
-GLOB_CHARS = frozenset("*?[]")
+GLOB_CHARS = frozenset("*?[]{}\\")
+# A pattern key: globs (``*`` and ``?`` only) in the middle components, so that it
+# selects one setting across interfaces (net.ipv4.conf.*.rp_filter) and never a
+# whole subtree; systemd-sysctl reads it with glob(3) (see sysctl_syntax.glob_matches).
+_PATTERN_COMPONENT = re.compile(r"^[A-Za-z0-9_:@+*?-]+$")
 
 
 def invalid(source, what, value, accepted):
@@ -35,12 +39,35 @@ def check_module_name(name, source):
 
 
 def check_sysctl_key(key, source):
-    accepted = "a plain dotted or slashed name such as net.ipv4.ip_forward (no '..', spaces or globs)"
+    """Return ``key``, a plain sysctl name or a pattern key, or raise."""
+    accepted = (
+        "a plain dotted or slashed name such as net.ipv4.ip_forward (no '..' or spaces), or a pattern "
+        "with '*' or '?' in the middle components only, such as net.ipv4.conf.*.rp_filter"
+    )
     if not isinstance(key, str) or not key:
         raise invalid(source, "sysctl key", key, accepted)
+    if set(key) & (GLOB_CHARS - {"*", "?"}):
+        raise invalid(source, "sysctl key", key, "only '*' and '?' may be wildcards; " + accepted)
+    if not _SYSCTL_KEY.match(key.replace("*", "_").replace("?", "_")) or ".." in key or "//" in key:
+        raise invalid(source, "sysctl key", key, accepted)
+    if key.endswith(("/", ".")):
+        raise invalid(source, "sysctl key", key, accepted)
     if GLOB_CHARS & set(key):
-        raise invalid(source, "sysctl key", key, "globs are not allowed here; " + accepted)
-    if not _SYSCTL_KEY.match(key) or ".." in key or "//" in key or key.endswith(("/", ".")):
+        check_sysctl_pattern(key, source, accepted)
+    return key
+
+
+def check_sysctl_pattern(key, source, accepted):
+    """A pattern key: ``*`` and ``?`` only (no ``[``, braces or escapes), never in the
+    first or the last component, and a component of ``*`` alone needs a literal
+    component before it besides the first (``net.*.x`` would reach every protocol)."""
+    separator = "." if key.find(".") != -1 and (key.find("/") == -1 or key.find(".") < key.find("/")) else "/"
+    components = key.split(separator)
+    if len(components) < 4 or set(components[0] + components[1] + components[-1]) & GLOB_CHARS:
+        raise invalid(
+            source, "sysctl key", key, "a pattern needs two plain leading components and a plain last one; " + accepted
+        )
+    if not all(_PATTERN_COMPONENT.match(part) for part in components[2:-1]):
         raise invalid(source, "sysctl key", key, accepted)
     return key
 

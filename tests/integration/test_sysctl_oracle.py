@@ -317,3 +317,79 @@ def test_rule(oracle, api, name, files, key, expected):
     winner = model_values(api, files)[key]
     assert (winner["value"] if winner else None) == expected, winner
     check_trees(oracle, api, [files])
+
+
+# ------------------------------------------------------------------ pattern keys and interfaces
+
+# The upstream 50-default.conf of systemd >= 247 (Debian removes it; Fedora, Arch,
+# Ubuntu and Flatcar ship it), and our file as prepare writes it for Cilium.
+FIFTY_DEFAULT = "net.ipv4.conf.default.rp_filter = 2\nnet.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter\n"
+OURS = (
+    "# Managed by Salt (k8snode)\nnet.ipv4.conf.cilium_*.rp_filter = 0\nnet.ipv4.conf.lxc*.rp_filter = 0\n"
+    "net.ipv4.conf.all.rp_filter = 0\n"
+)
+LINKS = (("lxc1", "lxc2"), ("cilium_host", "cilium_net"), ("eth0", "eth1"))
+INTERFACE_KEYS = [f"net/ipv4/conf/{name}/rp_filter" for pair in LINKS for name in pair]
+# Per-interface sentinels no tree writes, written after the interfaces appear.
+INTERFACE_SENTINELS = [[key, "3"] for key in INTERFACE_KEYS]
+PATTERN_CASES = {
+    # Ours is a later glob than 50-default's: lxc* and cilium_* get 0, eth* keep 2.
+    "ours_after_fifty_default": (
+        {"/usr/lib/sysctl.d/50-default.conf": {"text": FIFTY_DEFAULT}, ETC + "99-k8snode.conf": {"text": OURS}},
+        {"lxc1": "0", "lxc2": "0", "cilium_host": "0", "cilium_net": "0", "eth0": "2", "eth1": "2"},
+    ),
+    # An explicit line beats every glob, though its file is read before ours.
+    "explicit_key_beats_our_pattern": (
+        {"/usr/lib/sysctl.d/50-default.conf": {"text": FIFTY_DEFAULT}, ETC + "99-k8snode.conf": {"text": OURS},
+         ETC + "60-lxc1.conf": {"text": "net.ipv4.conf.lxc1.rp_filter = 2\n"}},
+        {"lxc1": "2", "lxc2": "0"},
+    ),
+    # A -key line keeps every glob off the interface: it keeps its value.
+    "exclusion_keeps_globs_off": (
+        {"/usr/lib/sysctl.d/50-default.conf": {"text": FIFTY_DEFAULT}, ETC + "99-k8snode.conf": {"text": OURS},
+         ETC + "10-keep.conf": {"text": "-net.ipv4.conf.lxc2.rp_filter\n"}},
+        {"lxc1": "0", "lxc2": "3"},
+    ),
+    # Our file read first: 50-default's glob comes later in systemd's order and wins.
+    "ours_before_fifty_default_loses": (
+        {"/usr/lib/sysctl.d/50-default.conf": {"text": FIFTY_DEFAULT}, ETC + "00-k8snode.conf": {"text": OURS}},
+        {"lxc1": "2", "cilium_host": "2", "eth0": "2"},
+    ),
+}  # fmt: skip
+
+
+def test_pattern_keys_on_real_interfaces(oracle, api):
+    """Our Cilium patterns against 50-default.conf's glob, explicit keys and -key
+    exclusions, on veth interfaces in the oracle's fresh network namespace: the
+    model and the real systemd-sysctl agree on every interface."""
+    trees = [files for files, _ in PATTERN_CASES.values()]
+    observed = oracle.run(
+        [
+            {
+                "files": files,
+                "keys": INTERFACE_KEYS + ["net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"],
+                "sentinels": SENTINELS,
+                "links": LINKS,
+                "after_links": INTERFACE_SENTINELS,
+            }
+            for files in trees
+        ]
+    )
+    for (name, (files, expected)), result in zip(PATTERN_CASES.items(), observed):
+        assert "error" not in result, result
+        with tempfile.TemporaryDirectory(prefix="k8snode-sysctl-model-") as tmp:
+            write_tree(Path(tmp), files)
+            boot = api.effective_boot_sysctls(root=tmp)
+        for key in result["after"]:
+            winner = sysctl_boot.boot_assignment(key, boot)
+            predicted = winner["value"] if winner and winner["value"] is not None else result["before"][key]
+            assert predicted == result["after"][key], (
+                f"{name}: {key}: model {predicted!r}, systemd-sysctl "
+                + str(result["after"][key])
+                + "\n"
+                + show(files)
+                + "\nlog:\n"
+                + result["log"]
+            )
+        for interface, value in expected.items():
+            assert result["after"][f"net/ipv4/conf/{interface}/rp_filter"] == value, (name, interface)

@@ -46,6 +46,13 @@ def read():
 for key, value in json.loads(sys.argv[3]):
     with open("/proc/sys/" + key, "w") as handle:
         handle.write(value)
+# Interfaces as veth pairs (this kernel has no dummy module), created after the
+# sentinels: each copies conf/default as it appears.
+for name, peer in json.loads(sys.argv[4]):
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer], check=True)
+for key, value in json.loads(sys.argv[5]):
+    with open("/proc/sys/" + key, "w") as handle:
+        handle.write(value)
 before = read()
 done = subprocess.run([sys.argv[2]], capture_output=True, text=True)
 print(json.dumps({"before": before, "after": read(), "rc": done.returncode, "log": done.stderr}))
@@ -78,7 +85,8 @@ for line in sys.stdin:
                 with open(path, "w", encoding="utf-8", newline="") as handle:
                     handle.write(item["text"])
         done = subprocess.run(["unshare", "-n", "python3", "-c", INNER, json.dumps(tree["keys"]), SYSCTL,
-                               json.dumps(tree.get("sentinels", []))],
+                               json.dumps(tree.get("sentinels", [])), json.dumps(tree.get("links", [])),
+                               json.dumps(tree.get("after_links", []))],
                               capture_output=True, text=True)
         results.append(json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr})
     clean()
@@ -130,7 +138,10 @@ class Oracle:
         self.lib = hello["ready"]
 
     def run(self, trees: list[dict]) -> list[dict]:
-        """``trees``: ``[{"files": {abs path: {"text"} | {"link"} | {"dir"}}, "keys": [...]}]``."""
+        """``trees``: ``[{"files": {abs path: {"text"} | {"link"} | {"dir"}}, "keys": [...],
+        "sentinels": [[key, value]], "links": [[name, peer]], "after_links": [[key, value]]}]``:
+        sentinels are written first, then the veth pairs created, then ``after_links``
+        written (per-interface sentinels)."""
         self.process.stdin.write(json.dumps(trees) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()

@@ -11,7 +11,8 @@ copied from tables.py:
   "Tunneling and Routing": VXLAN (the default tunnel), GENEVE (tunnel-protocol=geneve);
   "L7 and FQDN Policies": TPROXY, MARK, CT, socket (with a fallback without xt_socket);
   bpffs at /sys/fs/bpf (Cilium mounts it itself when missing). Its tools/sysctlfix
-  writes net.ipv4.conf.all.rp_filter = 0 (cilium/cilium#10645).
+  writes net.ipv4.conf.all.rp_filter = 0 and the patterns net.ipv4.conf.lxc*.rp_filter
+  and net.ipv4.conf.cilium_*.rp_filter = 0 (cilium/cilium#10645, flatcar/Flatcar#181).
 * Calico, "System requirements" (docs.tigera.io): kernel >= 5.10 (RHEL 8 listed as
   working); the kernel dependencies list; ipip / vxlan / wireguard by encapsulation;
   Felix: "net.ipv4.conf.all.rp_filter to be set to 0 or 1".
@@ -51,7 +52,11 @@ EXPECTED_CNI = {
     "cilium": {
         "required": CILIUM_REQUIRED,
         "optional": CILIUM_OPTIONAL,
-        "sysctls": {"net.ipv4.conf.all.rp_filter": ("0", "exact", None)},
+        "sysctls": {
+            "net.ipv4.conf.all.rp_filter": ("0", "exact", None),
+            "net.ipv4.conf.lxc*.rp_filter": ("0", "exact", None),
+            "net.ipv4.conf.cilium_*.rp_filter": ("0", "exact", None),
+        },
         "floor": "5.10",
         "mounts": {"/sys/fs/bpf": ("bpf", False)},
     },

@@ -21,11 +21,16 @@ BAD_SETTINGS = [
     ({"modules": {"overlay": {"state": "loaded"}}}, "['state']", "alternatives, required"),
     ({"modules": ["overlay", "br_netfilter"]}, "['overlay', 'br_netfilter']", "a mapping"),
     ({"sysctls": {"../../etc/shadow": 1}}, "'../../etc/shadow'", "net.ipv4.ip_forward"),
-    ({"sysctls": {"net.ipv4.ip forward": 1}}, "'net.ipv4.ip forward'", "no '..', spaces or globs"),
+    ({"sysctls": {"net.ipv4.ip forward": 1}}, "'net.ipv4.ip forward'", "no '..' or spaces"),
     ({"sysctls": {"net..ipv4.ip_forward": 1}}, "'net..ipv4.ip_forward'", "no '..'"),
     ({"sysctls": {"net/ipv4/../../x": 1}}, "'net/ipv4/../../x'", "no '..'"),
-    ({"sysctls": {"net.*.x": 1}}, "'net.*.x'", "globs are not allowed"),
-    ({"sysctls": {"net.ipv4.conf.[ae]*.rp_filter": 1}}, "rp_filter'", "globs are not allowed"),
+    ({"sysctls": {"net.*.x": 1}}, "'net.*.x'", "two plain leading components"),
+    ({"sysctls": {"net.ipv4.conf.*.*": 1}}, "'net.ipv4.conf.*.*'", "a plain last one"),
+    ({"sysctls": {"*.ipv4.conf.all.rp_filter": 1}}, "'*.ipv4.conf.all.rp_filter'", "two plain leading"),
+    ({"sysctls": {"net.ipv4.conf.[ae]*.rp_filter": 1}}, "rp_filter'", "only '*' and '?' may be wildcards"),
+    ({"sysctls": {"net.ipv4.conf.{lxc,eth}*.rp_filter": 1}}, "rp_filter'", "only '*' and '?'"),
+    ({"sysctls": {"net.ipv4.conf.lxc\\*.rp_filter": 1}}, "rp_filter'", "only '*' and '?'"),
+    ({"sysctls": {"net.ipv4.conf.lxc* x.rp_filter": 1}}, "rp_filter'", "net.ipv4.conf.*.rp_filter"),
     ({"sysctls": {"net.ipv4.ip_forward": "yes"}}, "'yes'", "an integer"),
     ({"sysctls": {"net.ipv4.ip_forward": True}}, "True", "an integer"),
     ({"sysctls": {"net.ipv4.ip_forward": 1.5}}, "1.5", "an integer"),
@@ -138,7 +143,8 @@ def test_bad_function_arguments(k8snode, tree, call):
 @pytest.mark.parametrize(
     "key",
     ["net.ipv4.ip_forward", "net/ipv4/conf/eth0.1/forwarding", "net.ipv4.conf.eth0/1.forwarding", "fs.aio-max-nr",
-     "net.ipv6.conf.cali@1.forwarding", "kernel.sched_rt_runtime_us"],
+     "net.ipv6.conf.cali@1.forwarding", "kernel.sched_rt_runtime_us", "net.ipv4.conf.*.rp_filter",
+     "net.ipv4.conf.lxc*.rp_filter", "net/ipv4/conf/cilium_*/rp_filter", "net.ipv4.conf.eth?.rp_filter"],
 )  # fmt: skip
 def test_good_keys_accepted(k8snode, key):
     assert validate.check_sysctl_key(key, "test") == key
