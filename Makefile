@@ -28,3 +28,4 @@ lint: setup
 # Ratios measured side by side (results: bench/RESULTS.md); not part of make test.
 bench: setup images
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/drift.py

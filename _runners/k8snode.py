@@ -318,7 +318,8 @@ def _heal_decision(kind, data, settings, history, now):
     window = _positive(settings, "heal_window", HEAL_WINDOW)
     recent = [stamp for stamp in history.get("heals", []) if stamp > now - window]
     history["heals"] = recent
-    if recent and now - recent[-1] < HEAL_COOLDOWN:
+    cooldown = _positive(settings, "heal_cooldown", HEAL_COOLDOWN)
+    if recent and now - recent[-1] < cooldown:
         return "ignored", "a heal ran moments ago"
     if len(recent) >= limit:
         if history.get("gave_up", 0) > now - window:
