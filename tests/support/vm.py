@@ -200,7 +200,13 @@ class VmNode:
     backing: Path | None = None  # a qcow2 to start from instead of the image's disk
     process: subprocess.Popen | None = None
     boots: int = 0
+    started_at: float = 0.0
     timings: list = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The minion id (the name tests/support/nodes.py's helpers use)."""
+        return self.minion_id
 
     # --- paths ---------------------------------------------------------------------
     @property
@@ -256,7 +262,7 @@ class VmNode:
     def qemu_argv(self) -> list[str]:
         link = self.link
         append = (
-            f"console=ttyS0 root=/dev/vda rw panic=-1 k8snode.id={self.minion_id} "
+            f"console=ttyS0 loglevel=4 root=/dev/vda rw panic=-1 k8snode.id={self.minion_id} "
             f"k8snode.master_port={link.ret_port} k8snode.publish_port={link.publish_port}"
         )
         netdev = ",".join(
@@ -290,8 +296,9 @@ class VmNode:
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> None:
-        """Start QEMU (the boot goes on in the background: see :meth:`boot`)."""
+        """Start QEMU; the boot goes on in the background (:meth:`wait_booted` waits for it)."""
         check_qemu()
+        self.started_at = time.time()
         if self.running():
             raise VmError(f"{self.minion_id} is already running")
         self._create_disk()
@@ -322,10 +329,11 @@ class VmNode:
                 raise VmError(f"{self.minion_id}: no salt/minion/.../start event {timeout:.0f}s after {what}")
         while time.time() < deadline:
             self._check_alive(what)
-            code, data = self.link.salt(self.minion_id, "test.ping", timeout=10)
+            # Short: a job published before the minion's subscription is up is lost.
+            code, data = self.link.salt(self.minion_id, "test.ping", timeout=3)
             if code == 0 and data is True:
                 return
-            time.sleep(1)
+            time.sleep(0.5)
         raise VmError(f"{self.minion_id}: the minion did not answer test.ping {timeout:.0f}s after {what}")
 
     def _check_alive(self, what: str) -> None:
@@ -334,22 +342,25 @@ class VmNode:
             stderr = (self.directory / "qemu.stderr").read_text(errors="replace")[-2000:]
             raise VmError(f"{self.minion_id}: QEMU exited ({code}) during {what}: {stderr}")
 
-    def boot(self) -> float:
-        """Start QEMU and wait until the minion answers through the master; return seconds."""
-        since = time.time()
-        self.start()
-        self._wait_minion(since - 1, "boot")
-        seconds = time.time() - since
+    def wait_booted(self) -> float:
+        """Wait until the minion started by :meth:`start` answers through the master."""
+        self._wait_minion(self.started_at - 1, "boot")
+        seconds = time.time() - self.started_at
         self._time("boot (QEMU start to minion answering)", seconds)
         return seconds
+
+    def boot(self) -> float:
+        """Start QEMU and wait until the minion answers through the master; return seconds."""
+        self.start()
+        return self.wait_booted()
 
     def boot_id(self) -> str:
         return self.sh("cat /proc/sys/kernel/random/boot_id").strip()
 
-    def _restart(self, what: str, trigger: Callable[[], None]) -> float:
-        before = self.boot_id()
+    def _restart(self, what: str, trigger: Callable[[], str]) -> float:
+        """``trigger()`` ends the current boot and returns its boot id."""
         since = time.time()
-        trigger()
+        before = trigger()
         self._wait_minion(since - 1, what)
         after = self.boot_id()
         if after == before:
@@ -362,23 +373,28 @@ class VmNode:
         """A clean reboot: ``systemctl reboot`` in the guest (through Salt); waits for the minion."""
 
         def trigger():
-            code, data = self.link.salt(
-                self.minion_id, "cmd.run_bg", cmd="sleep 1; systemctl reboot", python_shell=True
-            )
-            if code != 0:
-                raise VmError(f"{self.minion_id}: could not ask for a reboot: {data}")
+            # One call: this boot's id, and a reboot one second after the job returned.
+            return self.sh(
+                "cat /proc/sys/kernel/random/boot_id; systemd-run --quiet --on-active=1 /bin/systemctl reboot"
+            ).strip()
 
         return self._restart("reboot", trigger)
 
     def power_cut(self) -> float:
         """A hard reset (QMP ``system_reset``): no shutdown, whatever the guest had not
         written to its disk is lost.  Waits for the minion of the next boot."""
-        return self._restart("power cut (system_reset)", lambda: qmp(self.qmp_socket, "system_reset"))
+
+        def trigger():
+            before = self.boot_id()
+            qmp(self.qmp_socket, "system_reset")
+            return before
+
+        return self._restart("power cut (system_reset)", trigger)
 
     def poweroff(self, timeout: float = SHUTDOWN_TIMEOUT) -> float:
         """A clean shutdown (``systemctl poweroff`` in the guest); waits for QEMU to exit."""
         since = time.time()
-        self.link.salt(self.minion_id, "cmd.run_bg", cmd="sleep 1; systemctl poweroff", python_shell=True)
+        self.sh("systemd-run --quiet --on-active=1 /bin/systemctl poweroff")
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired as exc:
