@@ -23,6 +23,7 @@ machine-wide lock.  Tests boot a qcow2 overlay on ``disk.img`` (tests/support/vm
 Usage::
 
     python images/vm_build.py [release ...]     # prints "release directory" lines
+    python images/vm_build.py --prune           # also remove outdated .cache/vm dirs
 """
 
 from __future__ import annotations
@@ -314,9 +315,25 @@ def ensure_vm_images(releases=None) -> dict[str, VmImage]:
     return images
 
 
+def prune(releases=None) -> None:
+    """Remove .cache/vm/<release>-<hash> dirs of older inputs (``--prune``; opt-in: another
+    checkout sharing this .cache may still use them)."""
+    wanted = list(VM_RELEASES) if not releases else list(releases)
+    with _build_lock():
+        for release in wanted:
+            keep = vm_dir(release).name
+            for path in VM_CACHE_DIR.glob(f"{release}-*"):
+                if path.name != keep:
+                    shutil.rmtree(path, ignore_errors=True)
+                    _log(f"removed {path}")
+
+
 def main(argv: list[str]) -> int:
+    releases = [arg for arg in argv if arg != "--prune"] or None
     try:
-        images = ensure_vm_images(argv or None)
+        images = ensure_vm_images(releases)
+        if "--prune" in argv:
+            prune(releases)
     except (ImageBuildError, ValueError) as exc:
         print(f"images/vm_build.py: error: {exc}", file=sys.stderr)
         return 1
