@@ -361,13 +361,23 @@ class VmNode:
         return self.sh("cat /proc/sys/kernel/random/boot_id").strip()
 
     def _restart(self, what: str, trigger: Callable[[], str]) -> float:
-        """``trigger()`` ends the current boot and returns its boot id."""
+        """``trigger()`` ends the current boot and returns its boot id; wait for a minion
+        answering from another boot (without a start event to wait for, the old boot's
+        minion may still answer for a moment)."""
         since = time.time()
         before = trigger()
-        self._wait_minion(since - 1, what)
-        after = self.boot_id()
-        if after == before:
-            raise VmError(f"{self.minion_id}: still the same boot ({before}) after {what}")
+        deadline = since + BOOT_TIMEOUT
+        while True:
+            self._wait_minion(since - 1, what, timeout=max(1.0, deadline - time.time()))
+            try:
+                after = self.boot_id()
+            except (VmError, AssertionError):
+                after = before  # the minion went down under the call
+            if after != before:
+                break
+            if time.time() > deadline:
+                raise VmError(f"{self.minion_id}: still the same boot ({before}) {BOOT_TIMEOUT}s after {what}")
+            time.sleep(1)
         seconds = time.time() - since
         self._time(f"{what} (to minion answering)", seconds)
         return seconds
