@@ -10,8 +10,10 @@ setup:
 
 images: setup
 	$(PYTHON) images/build.py
+	$(PYTHON) images/vm_build.py
 
-# All layers: tests/unit (no Docker), tests/functional, tests/integration (containers).
+# All layers: tests/unit (no Docker), tests/functional, tests/integration (containers,
+# and real-node VMs in tests/integration/vm: `pytest -m real_node` runs only those).
 test: setup images lint
 	$(PYTHON) -m pytest tests
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare this machine for the k8snode tests and demo; idempotent, safe to re-run.
 #
-#  - the Docker engine (Debian's docker.io) and debootstrap, installed when missing;
+#  - the Docker engine (Debian's docker.io), debootstrap and QEMU (qemu-system-x86,
+#    qemu-utils: the real-node VMs), installed when missing;
 #  - dockerd started in the background when `docker info` fails (log: .cache/dockerd.log);
 #  - .venv with requirements/test.txt, reinstalled only when that file changes.
 set -euo pipefail
@@ -32,13 +33,19 @@ fi
 if ! command -v debootstrap >/dev/null 2>&1; then
     packages+=(debootstrap)
 fi
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    packages+=(qemu-system-x86)
+fi
+if ! command -v qemu-img >/dev/null 2>&1; then
+    packages+=(qemu-utils)
+fi
 if [ "${#packages[@]}" -gt 0 ]; then
     say "installing ${packages[*]} (apt-get)"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q >/dev/null
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
 else
-    say "docker and debootstrap present"
+    say "docker, debootstrap and qemu present"
 fi
 
 # --- the Docker engine -------------------------------------------------------------

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""`make demo`: a real salt-master and three Debian minion containers, no pytest.
+"""`make demo`: a real salt-master, three Debian minion containers and one real node (a
+Debian 12 VM with a modular kernel and systemd), no pytest.
 
-1. builds (or reuses) the minion images (images/build.py);
+1. builds (or reuses) the minion images (images/build.py) and the VM image
+   (images/vm_build.py);
 2. creates a docker network, writes a master config in a temp dir (file_roots =
    <repo>/salt + the repo's _modules/_states/_runners/_output, pillar_roots =
    <repo>/pillar, auto_accept, interface = the network's gateway) and starts
@@ -9,11 +11,16 @@
 3. starts one minion container per release (``k8snode-<release>``) running
    ``salt-minion`` against that master, waits until all answer ``test.ping`` and
    runs ``saltutil.sync_all``;
-4. runs the STEPS below, printing for each a heading, the exact command and its
-   output.
+4. boots the VM node ``k8snode-vm-bookworm`` (QEMU, tests/support/vm.py) whose minion
+   reaches the master through QEMU's user-mode network only;
+5. runs the STEPS below, printing for each a heading, the exact command and its
+   output; one step reboots the VM for real and checks that every sysctl's value after
+   the boot is the one the audit predicted before it.
 
-Everything (containers, network, master, temp dir) is removed at the end, also on
-failure, Ctrl-C or SIGTERM.  Exit status: 0 when every step worked.
+Everything (containers, network, VM, master, temp dirs) is removed at the end, also on
+failure, Ctrl-C or SIGTERM.  It holds the machine-wide suite lock of the tests
+(harness.machine_suite_lock): one container or VM suite at a time.  Exit status: 0 when
+every step worked.
 """
 
 from __future__ import annotations
@@ -38,9 +45,12 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support import harness  # noqa: E402 (needs the repository on sys.path)
+from tests.support import harness, vm  # noqa: E402 (needs the repository on sys.path)
 from tests.support.harness import RELEASES  # noqa: E402
 
+VM_RELEASE = "bookworm"
+VM_ID = vm.vm_minion_id(VM_RELEASE)
+NODE_COUNT = len(RELEASES) + 1
 DEMO_LABEL = "k8snode.demo"
 OWNER_LABEL = "k8snode.demo.owner"
 OWNER_FILE = ".k8snode-demo-owner"
@@ -66,15 +76,24 @@ class Step:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Checks the step did what its title says: returns what is wrong, or None.
     expect: Callable[[str], str | None] = lambda output: None
+    # A step that is not a command: Demo.<action>() prints its own output, returns a problem or None.
+    action: str | None = None
 
 
 def _each_node(word: str):
     def check(output: str) -> str | None:
         lines = [line for line in output.splitlines() if line.startswith("k8snode-")]
         wrong = [line for line in lines if not line.split(": ", 1)[1].startswith(word + " ")]
-        if len(lines) != len(RELEASES) or wrong:
-            return f"expected {len(RELEASES)} nodes {word}, got: {lines}"
+        if len(lines) != NODE_COUNT or wrong:
+            return f"expected {NODE_COUNT} nodes {word}, got: {lines}"
         return None
+
+    return check
+
+
+def _all(*checks):
+    def check(output: str) -> str | None:
+        return next((problem for problem in (c(output) for c in checks) if problem), None)
 
     return check
 
@@ -95,12 +114,13 @@ STEPS: list[Step] = [
             "k8snode.audit is not available on the minions: the execution module "
             "_modules/k8snode.py does not exist yet (or does not load)."
         ),
-        expect=_each_node("NOT READY"),
+        # The VM's modular kernel has the modules, not loaded (the containers' are built in).
+        expect=_all(_each_node("NOT READY"), _contains("overlay is available but not loaded")),
     ),
     Step(
         title="Step 2: prepare every node for its distribution (pillar k8snode, kubeadm by default)",
         argv=["salt", "*", "state.apply", "k8snode", "--state-output=changes"],
-        expect=_contains("Succeeded: 1 (changed=1)", times=len(RELEASES)),
+        expect=_contains("Succeeded: 1 (changed=1)", times=NODE_COUNT),
     ),
     Step(
         title="Step 3: audit again: every node is ready, and stays so after a reboot",
@@ -108,9 +128,14 @@ STEPS: list[Step] = [
         expect=_each_node("READY"),
     ),
     Step(
-        title="Step 4: the fleet report (salt-run exits non-zero unless every host is ready)",
+        title=f"Step 4: reboot the real node {VM_ID} (systemctl reboot), then audit it: no state run in between",
+        argv=[],
+        action="reboot_vm",
+    ),
+    Step(
+        title="Step 5: the fleet report (salt-run exits non-zero unless every host is ready)",
         argv=["salt-run", "k8snode.report"],
-        expect=_contains(f"fleet: {len(RELEASES)} ready"),
+        expect=_contains(f"fleet: {NODE_COUNT} ready"),
     ),
 ]
 
@@ -197,7 +222,10 @@ class Demo:
         self.gateway: str | None = None
         self.containers: list[str] = []
         self.master: subprocess.Popen | None = None
-        self.ids = [f"k8snode-{release}" for release in RELEASES]
+        self.vm_dir: Path | None = None
+        self.client = None  # salt.client.LocalClient, made on first use
+        self.node: vm.VmNode | None = None
+        self.ids = [f"k8snode-{release}" for release in RELEASES] + [VM_ID]
         bindir = Path(sys.executable).parent
         self.salt_bin = {name: str(bindir / name) for name in ("salt", "salt-master", "salt-run", "salt-key")}
 
@@ -206,12 +234,16 @@ class Demo:
         missing = [path for path in self.salt_bin.values() if not Path(path).exists()]
         if missing:
             raise DemoError(f"{missing[0]} is missing: run `make setup`")
-        heading("Setting up: images, network, master, three minions")
+        heading("Setting up: images, network, master, three minion containers, one VM node")
         tags = harness.ensure_images(RELEASES)
         for release, tag in tags.items():
             say(f"  image {release}: {tag}")
+        vm.check_qemu()
+        vm_image = vm.ensure_vm_images([VM_RELEASE])[VM_RELEASE]
+        say(f"  VM image {VM_RELEASE}: {vm_image.directory} (kernel {vm_image.kernel_release})")
         remove_stale_demo_objects()
         remove_stale_demo_dirs()
+        vm.remove_stale_vms()
         owner = harness.process_owner()
         (self.tmp / OWNER_FILE).write_text(owner)
 
@@ -248,9 +280,17 @@ class Demo:
         wait_for_port(self.gateway, ret_port, 60, self.master)
         say(f"  salt-master running (pid {self.master.pid}, config {self.conf_dir / 'master'})")
 
+        # The VM boots (TCG: ~30 s) while the containers start.
+        self.vm_dir = vm.make_session_dir()
+        link = vm.MasterLink(host=self.gateway, ret_port=ret_port, publish_port=publish_port, salt=self._salt_one)
+        self.node = vm.new_node(self.vm_dir, vm_image, link, VM_ID)
+        self.node.start()
+        say(f"  VM {VM_ID} booting (QEMU pid {self.node.process.pid}, serial console {self.node.console_log})")
+
         for release in RELEASES:
             self._start_minion(release, tags[release], ret_port, owner)
         self._wait_for_minions()
+        say(f"  VM {VM_ID} up {time.time() - self.node.started_at:.0f}s after QEMU started")
         self.salt(["saltutil.sync_all"], quiet=True)
         say("  saltutil.sync_all done")
 
@@ -292,6 +332,8 @@ class Demo:
             if answered >= set(self.ids):
                 say(f"  all minions answer test.ping: {', '.join(sorted(answered))}")
                 return
+            if self.node is not None and not self.node.running():
+                raise DemoError(f"QEMU of {VM_ID} exited:\n{self.node.console_text(last_lines=30)}")
             for name in self.containers:
                 state = run(["docker", "inspect", "--format", "{{.State.Status}}", name], check=False)
                 if state.stdout.strip() != "running":
@@ -319,8 +361,57 @@ class Demo:
             say(proc.stdout + proc.stderr)
         return proc
 
+    def _salt_one(self, minion_id, fun, *args, timeout=120, **kwargs):
+        """The VM's plumbing and the data the demo checks: ``fun`` on one minion through the
+        master with an in-process LocalClient; (0, its return) or (1, None) without one."""
+        if self.client is None:
+            import salt.client
+
+            self.client = salt.client.LocalClient(c_path=str(self.conf_dir / "master"))
+        returns = self.client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
+        return (0, returns[minion_id]) if minion_id in returns else (1, None)
+
+    def reboot_vm(self) -> str | None:
+        """Audit (the prediction), reboot for real, audit again: the boot values must hold."""
+        code, before = self._salt_one(VM_ID, "k8snode.audit")
+        if code != 0 or not isinstance(before, dict):
+            return f"k8snode.audit on {VM_ID} failed: {before}"
+        predicted = {name: check["boot"] for name, check in before["checks"].items() if name.startswith("sysctl:")}
+        say(f"$ salt {VM_ID} cmd.run 'systemd-run --on-active=1 systemctl reboot'   # a real reboot")
+        seconds = self.node.reboot()
+        say(f"  {VM_ID} rebooted: its minion answered again {seconds:.0f}s later (boot id changed)")
+        argv = self.command(["salt", VM_ID, "k8snode.audit", "--out=k8snode"])
+        say("$ " + shlex.join(argv))
+        say(run(argv, check=False).stdout.rstrip())
+        code, after = self._salt_one(VM_ID, "k8snode.audit")
+        if code != 0 or not isinstance(after, dict):
+            return f"k8snode.audit on {VM_ID} failed after the reboot: {after}"
+        say()
+        say("  sysctl: boot value predicted before the reboot -> live value after it")
+        wrong = []
+        for name, boot in predicted.items():
+            live = after["checks"][name]["live"]
+            say(f"    {name[len('sysctl:') :]}: {boot} -> {live}")
+            if live != boot:
+                wrong.append(name)
+        modules = {name: check["live"] for name, check in after["checks"].items() if name.startswith("module:")}
+        say(f"  modules after the boot (systemd-modules-load): {modules}")
+        if wrong:
+            return f"live values differ from the audit's prediction: {wrong}"
+        if not after["ready"] or set(modules.values()) != {"loaded"}:
+            return f"{VM_ID} is not ready after the reboot: {after['failing']}"
+        return None
+
     def run_steps(self) -> int:
         for step in STEPS:
+            if step.action:
+                heading(step.title)
+                problem = getattr(self, step.action)()
+                if problem:
+                    say()
+                    say(f"!! step did not do what it says: {problem}")
+                    return 1
+                continue
             argv = self.command(step.argv)
             heading(step.title)
             say("$ " + shlex.join(argv))
@@ -346,6 +437,15 @@ class Demo:
 
     # --- teardown ----------------------------------------------------------------
     def cleanup(self) -> None:
+        if self.client is not None:
+            self.client.destroy()
+            self.client = None
+        if self.node is not None:
+            self.node.kill()
+            self.node = None
+        if self.vm_dir is not None:
+            shutil.rmtree(self.vm_dir, ignore_errors=True)
+            self.vm_dir = None
         for name in self.containers:
             run(["docker", "rm", "--force", name], check=False)
         self.containers.clear()
@@ -384,24 +484,24 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     demo = Demo()
-    try:
-        # One container or VM suite at a time on this machine (the tests take it too).
-        with harness.machine_suite_lock():
+    # The lock is held until the cleanup is done: the next suite finds the machine clean.
+    with harness.machine_suite_lock():
+        try:
             demo.setup()
             return demo.run_steps()
-    except DemoError as exc:
-        say(f"\n!! demo failed: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        say("\n!! interrupted")
-        return 130
-    finally:
-        # Cleanup must not be interrupted half-way by a second signal.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        say("\nCleaning up (containers, network, master, temp dir) ...")
-        demo.cleanup()
-        say("done.")
+        except (DemoError, vm.VmError) as exc:
+            say(f"\n!! demo failed: {exc}")
+            return 2
+        except KeyboardInterrupt:
+            say("\n!! interrupted")
+            return 130
+        finally:
+            # Cleanup must not be interrupted half-way by a second signal.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            say("\nCleaning up (VM, containers, network, master, temp dirs) ...")
+            demo.cleanup()
+            say("done.")
 
 
 if __name__ == "__main__":

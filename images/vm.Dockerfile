@@ -1,0 +1,40 @@
+# k8snode real-node VM image: the minion image's rootfs (same debootstrap recipe, same
+# Salt in /opt/salt) plus systemd, udev, kmod and Debian's stock cloud kernel, so that
+# /boot/vmlinuz-* and /lib/modules/* match.  images/vm_build.py exports the result to a
+# tree, strips what says "container", and makes an ext4 disk image of it (mkfs.ext4 -d).
+#
+# Built by images/vm_build.py with `docker build --network host`; do not build by hand.
+ARG MINION_IMAGE
+FROM ${MINION_IMAGE}
+
+ENV DEBIAN_FRONTEND=noninteractive
+
+# A small initramfs: only what it takes to mount /dev/vda (virtio) as ext4.
+COPY initramfs-modules /etc/initramfs-tools/modules
+RUN set -e; \
+    mkdir -p /etc/initramfs-tools/conf.d; \
+    echo MODULES=list > /etc/initramfs-tools/conf.d/k8snode-vm.conf; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends \
+        systemd systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/*; \
+    ls /boot/vmlinuz-* /boot/initrd.img-*
+
+COPY salt-minion.service k8snode-vm-config.service /etc/systemd/system/
+COPY k8snode-vm-config /usr/local/sbin/k8snode-vm-config
+COPY minion.conf /etc/salt/minion.d/10-vm.conf
+COPY 20-en.network /etc/systemd/network/20-en.network
+
+# Enabled: the minion, its settings from the kernel command line, DHCP on en*.
+# Masked: timers and jobs that only cost boot time on a throw-away test node.
+RUN set -e; \
+    systemctl enable salt-minion.service k8snode-vm-config.service systemd-networkd.service; \
+    for unit in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
+                fstrim.timer man-db.timer systemd-timesyncd.service getty@tty1.service; do \
+        ln -sf /dev/null "/etc/systemd/system/$unit"; \
+    done; \
+    printf '/dev/vda / ext4 rw,errors=remount-ro 0 0\n' > /etc/fstab; \
+    echo 'root:k8snode' | chpasswd; \
+    rm -f /etc/machine-id /var/lib/dbus/machine-id; \
+    echo 'k8snode-vm' > /etc/k8snode/vm-image

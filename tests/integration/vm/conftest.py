@@ -1,0 +1,158 @@
+"""Real nodes: Debian VMs (QEMU) as minions of the session master; see tests/support/vm.py.
+
+Fixtures:
+
+* ``vm_images`` (session) -- ``{release: VmImage}`` (images/vm_build.py), built if
+  missing; the session FAILS without QEMU or an image.
+* ``vm_session_dir`` (session) -- ``$TMPDIR/k8snode-vm-*`` owned by this process; stale
+  ones (owner dead) are removed first, their QEMU killed by PID.
+* ``vm_link`` (session) -- how a VM reaches the session master (QEMU user-mode network,
+  guestfwd to the master's address and ports) and how tests talk to its minion.
+* ``golden_disk`` (session) -- ``golden_disk(release)``: the disk of a node booted once
+  (key accepted, ``saltutil.sync_all`` done, clean poweroff), made on first use; every
+  fresh node of the session is a qcow2 overlay on it, with the same minion id.
+* ``fresh_vm`` (function) -- ``fresh_vm(release="bookworm")``: a booted, never-prepared
+  node; killed (by PID) after the test, its minion key deleted.  On failure the test
+  report gets the tail of its serial console.
+
+The machine-wide suite lock is held through ``salt_master`` -> ``docker_client``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+
+import pytest
+
+from tests.support import harness, vm
+
+log = logging.getLogger(__name__)
+
+VM_NODES = pytest.StashKey[list]()
+VM_LOG_DIR = harness.REPO_ROOT / ".cache" / "logs" / "vm-console"
+
+
+@pytest.fixture(scope="session")
+def vm_images(docker_client):
+    problem = None
+    try:
+        vm.check_qemu()
+        return vm.ensure_vm_images()
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing
+        problem = f"Real-node VMs need QEMU and the VM images: {exc}"
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def vm_session_dir(vm_images):
+    removed = vm.remove_stale_vms()
+    if removed:
+        log.warning("Removed stale VM leftovers: %s", removed)
+    path = vm.make_session_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vm_link(salt_master, salt_factories):
+    """The VM's plumbing (pings, guest commands, reboots) goes through the master with an
+    in-process LocalClient: no salt CLI start (about 2 s) per call.  What the tests
+    examine (state.apply, k8snode.audit) goes through the salt CLI, as a user would."""
+    import salt.client
+
+    listener = salt_factories.event_listener
+    client = salt.client.LocalClient(mopts=salt_master.config.copy())
+
+    def salt(minion_id, fun, *args, timeout=harness.SALT_TIMEOUT, **kwargs):
+        returns = client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
+        if minion_id not in returns:
+            return 1, None
+        return 0, returns[minion_id]
+
+    def wait_started(minion_id, since, timeout):
+        pattern = (salt_master.id, f"salt/minion/{minion_id}/start")
+        return listener.wait_for_events([pattern], timeout=timeout, after_time=since).found_all_events
+
+    config = salt_master.config
+    yield vm.MasterLink(
+        host=config["interface"],
+        ret_port=int(config["ret_port"]),
+        publish_port=int(config["publish_port"]),
+        salt=salt,
+        wait_started=wait_started,
+    )
+    client.destroy()
+
+
+def _forget_key(salt_master, minion_id):
+    # Or later `salt '*'` calls would wait for a minion that is powered off.
+    if salt_master.is_running():
+        salt_master.salt_key_cli().run("--delete", minion_id, "--yes")
+
+
+@pytest.fixture(scope="session")
+def golden_disk(salt_master, vm_images, vm_session_dir, vm_link):
+    disks = {}
+
+    def _golden(release):
+        if release not in disks:
+            minion_id = vm.vm_minion_id(release)
+            try:
+                disks[release] = vm.make_golden(vm_session_dir, vm_images[release], vm_link, minion_id)
+            except vm.VmError as exc:
+                golden_dir = vm_session_dir / f"golden-{minion_id}"
+                console = (golden_dir / "console.log").read_text(errors="replace")[-6000:]
+                pytest.fail(f"{exc}\n--- serial console (tail) ---\n{console}", pytrace=False)
+        return disks[release]
+
+    yield _golden
+    for release in disks:
+        _forget_key(salt_master, vm.vm_minion_id(release))
+
+
+@pytest.fixture
+def fresh_vm(request, salt_master, vm_images, vm_session_dir, vm_link, golden_disk):
+    """Factory: ``fresh_vm(release="bookworm")`` -> a booted node that was never prepared."""
+    started = []
+    request.node.stash[VM_NODES] = started
+
+    def _start(release="bookworm"):
+        node = vm.new_node(
+            vm_session_dir, vm_images[release], vm_link, vm.vm_minion_id(release), backing=golden_disk(release)
+        )
+        started.append(node)
+        try:
+            node.boot()
+        except vm.VmError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return node
+
+    yield _start
+    for node in started:
+        node.kill()
+        _forget_key(salt_master, node.minion_id)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for node in item.stash.get(VM_NODES, []):
+        saved = VM_LOG_DIR / f"{item.name}-{node.directory.name}.log"
+        with contextlib.suppress(OSError):
+            VM_LOG_DIR.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(node.console_log, saved)
+        title = f"serial console of {node.minion_id} (last 150 lines; whole log: {saved})"
+        report.sections.append((title, node.console_text(last_lines=150)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not vm.TIMINGS:
+        return
+    terminalreporter.section("real nodes: measured times")
+    for what, node, seconds in vm.TIMINGS:
+        terminalreporter.write_line(f"{seconds:7.1f}s  {node}: {what}")

@@ -1,0 +1,469 @@
+"""Real nodes: Debian VMs (QEMU, TCG) with a modular kernel and systemd, as salt-minions.
+
+A :class:`VmNode` is one QEMU process booting ``images/vm_build.py``'s kernel and initrd
+on a qcow2 overlay of the release's disk image, so every node starts from the image and
+nothing a node writes reaches the image.  Its salt-minion talks to a master on this
+machine through QEMU's user-mode network only:
+
+* ``restrict=on``: the guest reaches nothing, neither the host nor anything beyond it;
+* two ``guestfwd`` rules: a guest connection to ``10.0.2.100:<ret_port>`` or
+  ``10.0.2.100:<publish_port>`` is relayed by QEMU (tests/support/vm_relay.py, run by
+  QEMU per connection) to the master's own address and port.  The guest's minion
+  config says ``master: 10.0.2.100`` (images/vm/minion.conf); the id and the ports come
+  from the kernel command line.
+
+Controls: :meth:`VmNode.boot`, :meth:`VmNode.reboot` (``systemctl reboot`` in the guest,
+through Salt), :meth:`VmNode.poweroff` (``systemctl poweroff``), :meth:`VmNode.power_cut`
+(QMP ``system_reset``: a hard reset, no shutdown, no flush of the guest's caches),
+:meth:`VmNode.kill` (SIGKILL by PID).  The serial console goes to ``console.log`` in
+the node's directory.
+
+Every node's directory lives in a session directory ``$TMPDIR/k8snode-vm-*`` that
+names its owner process (:func:`harness.process_owner`); :func:`remove_stale_vms`
+kills, by the PID in their pid file, the QEMU processes of owners that are gone.
+QEMU also gets ``PR_SET_PDEATHSIG``: it dies with the process that started it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tests.support import harness
+
+GUEST_MASTER = "10.0.2.100"
+QEMU = "qemu-system-x86_64"
+QEMU_IMG = "qemu-img"
+MEMORY_MB = 1024
+CPUS = 2
+BOOT_TIMEOUT = 180
+SHUTDOWN_TIMEOUT = 120
+VM_DIR_PREFIX = "k8snode-vm-"
+RELAY = Path(__file__).with_name("vm_relay.py")
+# Run a command in the guest one second after the Salt job that asks for it has returned.
+# (A timer's default AccuracySec is one minute: without it, the reboot comes up to 60 s late.)
+IN_ONE_SECOND = "systemd-run --quiet --on-active=1 --timer-property=AccuracySec=10ms"
+
+#: Every timing measured in this process: ``(what, node id, seconds)``.
+TIMINGS: list[tuple[str, str, float]] = []
+
+
+class VmError(RuntimeError):
+    """A VM could not be started, did not boot, or did not stop."""
+
+
+def vm_minion_id(release: str) -> str:
+    return f"k8snode-vm-{release}"
+
+
+def ensure_vm_images(releases=None):
+    """Build (if needed) and return ``{release: VmImage}``; see images/vm_build.py."""
+    import importlib.util
+
+    name = "k8snode_images_vm_build"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, harness.REPO_ROOT / "images" / "vm_build.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].ensure_vm_images(releases)
+
+
+def check_qemu() -> None:
+    """Raise VmError naming what is missing (``make setup`` installs QEMU)."""
+    missing = [tool for tool in (QEMU, QEMU_IMG) if shutil.which(tool) is None]
+    if missing:
+        raise VmError(f"{', '.join(missing)} not installed: run `make setup` (scripts/bootstrap.sh)")
+
+
+# --------------------------------------------------------------------------------------
+# Session directories and stale QEMU processes
+# --------------------------------------------------------------------------------------
+def make_session_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix=VM_DIR_PREFIX))
+    (path / harness.OWNER_FILE).write_text(harness.process_owner())
+    return path
+
+
+def _qemu_of(pid_file: Path, directory: Path):
+    """The live QEMU process named by ``pid_file`` if its command line is about ``directory``."""
+    import psutil
+
+    try:
+        pid = int(pid_file.read_text().strip())
+        proc = psutil.Process(pid)
+        if any(str(directory) in arg for arg in proc.cmdline()):
+            return proc
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
+
+
+def remove_stale_vms() -> list[str]:
+    """Kill the QEMU processes of sessions whose owner died (by the PID in their pid
+    file, checked against its command line) and remove their directories."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(f"{VM_DIR_PREFIX}*"):
+        owner_file = path / harness.OWNER_FILE
+        if not path.is_dir() or not owner_file.exists():
+            continue
+        if harness.owner_alive(owner_file.read_text().strip()):
+            continue
+        for pid_file in path.glob("*/qemu.pid"):
+            proc = _qemu_of(pid_file, path)
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    proc.kill()
+                    proc.wait(10)
+                removed.append(f"qemu pid {proc.pid}")
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+# --------------------------------------------------------------------------------------
+# QMP (the QEMU machine protocol, on a unix socket)
+# --------------------------------------------------------------------------------------
+def qmp(socket_path: Path, command: str, **arguments) -> dict:
+    """Run one QMP command; return its ``return`` value."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(socket_path))
+        reader = sock.makefile("rb")
+
+        def _reply():
+            while True:
+                line = reader.readline()
+                if not line:
+                    raise VmError(f"QMP {command}: connection closed")
+                message = json.loads(line)
+                if "return" in message or "error" in message:
+                    return message
+
+        json.loads(reader.readline())  # greeting
+        sock.sendall(b'{"execute": "qmp_capabilities"}\n')
+        _reply()
+        request = {"execute": command}
+        if arguments:
+            request["arguments"] = arguments
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        message = _reply()
+    if "error" in message:
+        raise VmError(f"QMP {command}: {message['error']}")
+    return message["return"]
+
+
+# --------------------------------------------------------------------------------------
+# A node
+# --------------------------------------------------------------------------------------
+@dataclass
+class MasterLink:
+    """How a node reaches its master and how the test side talks to the minion.
+
+    ``salt(minion_id, fun, *args, **kwargs)`` runs ``salt <id> fun ...`` through the
+    master and returns ``(exit code, data)``; ``wait_started(minion_id, since, timeout)`` returns
+    True once the minion announced itself (``salt/minion/<id>/start``) after ``since``
+    (a UNIX time); None means "poll test.ping".
+    """
+
+    host: str
+    ret_port: int
+    publish_port: int
+    salt: Callable[..., tuple[int, object]]
+    wait_started: Callable[[str, float, float], bool] | None = None
+
+
+@dataclass
+class VmNode:
+    """One VM node; see the module docstring."""
+
+    image: object  # images/vm_build.VmImage
+    directory: Path
+    minion_id: str
+    link: MasterLink
+    backing: Path | None = None  # a qcow2 to start from instead of the image's disk
+    process: subprocess.Popen | None = None
+    boots: int = 0
+    started_at: float = 0.0
+    timings: list = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        """The minion id (the name tests/support/nodes.py's helpers use)."""
+        return self.minion_id
+
+    # --- paths ---------------------------------------------------------------------
+    @property
+    def disk(self) -> Path:
+        return self.directory / "disk.qcow2"
+
+    @property
+    def console_log(self) -> Path:
+        return self.directory / "console.log"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.directory / "qmp.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "qemu.pid"
+
+    def console_text(self, last_lines: int | None = None) -> str:
+        try:
+            text = self.console_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        if last_lines:
+            text = "\n".join(text.splitlines()[-last_lines:])
+        return text
+
+    def _time(self, what: str, seconds: float) -> None:
+        entry = (what, self.minion_id, round(seconds, 1))
+        self.timings.append(entry)
+        TIMINGS.append(entry)
+        print(f"[vm] {self.minion_id}: {what} {seconds:.1f}s", file=sys.stderr, flush=True)
+
+    # --- QEMU ----------------------------------------------------------------------
+    def _create_disk(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.disk.exists():
+            return
+        if self.backing is not None:
+            backing, fmt = self.backing, "qcow2"
+        else:
+            backing, fmt = self.image.disk, "raw"
+        subprocess.run(
+            [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt, str(self.disk)],
+            check=True,
+            capture_output=True,
+        )
+
+    def _relay(self, port: int) -> str:
+        # No commas (QEMU's option separator) in here.
+        return f"cmd:{sys.executable} -I -S {RELAY} {self.link.host} {port}"
+
+    def qemu_argv(self) -> list[str]:
+        link = self.link
+        append = (
+            f"console=ttyS0 loglevel=4 root=/dev/vda rw panic=-1 k8snode.id={self.minion_id} "
+            f"k8snode.master_port={link.ret_port} k8snode.publish_port={link.publish_port}"
+        )
+        netdev = ",".join(
+            [
+                "user,id=n0,restrict=on",
+                f"guestfwd=tcp:{GUEST_MASTER}:{link.ret_port}-{self._relay(link.ret_port)}",
+                f"guestfwd=tcp:{GUEST_MASTER}:{link.publish_port}-{self._relay(link.publish_port)}",
+            ]
+        )
+        return [
+            QEMU,
+            "-name", self.minion_id,
+            "-accel", "tcg,thread=multi",
+            "-smp", str(CPUS),
+            "-m", str(MEMORY_MB),
+            "-no-user-config", "-nodefaults", "-display", "none", "-vga", "none",
+            "-kernel", str(self.image.kernel),
+            "-initrd", str(self.image.initrd),
+            "-append", append,
+            "-drive", f"file={self.disk},if=virtio,format=qcow2",
+            "-netdev", netdev,
+            "-device", "virtio-net-pci,netdev=n0,romfile=",
+            "-chardev", f"file,id=console,path={self.console_log},append=on",
+            "-serial", "chardev:console",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-pidfile", str(self.pid_file),
+            "-rtc", "base=utc",
+        ]  # fmt: skip
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start QEMU; the boot goes on in the background (:meth:`wait_booted` waits for it)."""
+        check_qemu()
+        self.started_at = time.time()
+        if self.running():
+            raise VmError(f"{self.minion_id} is already running")
+        self._create_disk()
+        self.qmp_socket.unlink(missing_ok=True)
+        self.boots += 1
+        with open(self.console_log, "a") as log:
+            log.write(f"\n===== k8snode: QEMU start #{self.boots} at {time.strftime('%H:%M:%S')} =====\n")
+        stderr = open(self.directory / "qemu.stderr", "ab")  # noqa: SIM115 - the child keeps it
+        try:
+            self.process = subprocess.Popen(
+                self.qemu_argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG only
+            )
+        finally:
+            stderr.close()
+
+    def _wait_minion(self, since: float, what: str, timeout: float = BOOT_TIMEOUT) -> None:
+        deadline = time.time() + timeout
+        if self.link.wait_started is not None:
+            while time.time() < deadline:
+                self._check_alive(what)
+                if self.link.wait_started(self.minion_id, since, min(5.0, deadline - time.time())):
+                    break
+            else:
+                raise VmError(f"{self.minion_id}: no salt/minion/.../start event {timeout:.0f}s after {what}")
+        while time.time() < deadline:
+            self._check_alive(what)
+            # Short: a job published before the minion's subscription is up is lost.
+            code, data = self.link.salt(self.minion_id, "test.ping", timeout=3)
+            if code == 0 and data is True:
+                return
+            time.sleep(0.5)
+        raise VmError(f"{self.minion_id}: the minion did not answer test.ping {timeout:.0f}s after {what}")
+
+    def _check_alive(self, what: str) -> None:
+        if not self.running():
+            code = self.process.returncode if self.process else None
+            stderr = (self.directory / "qemu.stderr").read_text(errors="replace")[-2000:]
+            raise VmError(f"{self.minion_id}: QEMU exited ({code}) during {what}: {stderr}")
+
+    def wait_booted(self) -> float:
+        """Wait until the minion started by :meth:`start` answers through the master."""
+        self._wait_minion(self.started_at - 1, "boot")
+        seconds = time.time() - self.started_at
+        self._time("boot (QEMU start to minion answering)", seconds)
+        return seconds
+
+    def boot(self) -> float:
+        """Start QEMU and wait until the minion answers through the master; return seconds."""
+        self.start()
+        return self.wait_booted()
+
+    def boot_id(self) -> str:
+        return self.sh("cat /proc/sys/kernel/random/boot_id").strip()
+
+    def _restart(self, what: str, trigger: Callable[[], str]) -> float:
+        """``trigger()`` ends the current boot and returns its boot id; wait for a minion
+        answering from another boot (without a start event to wait for, the old boot's
+        minion may still answer for a moment)."""
+        since = time.time()
+        before = trigger()
+        deadline = since + BOOT_TIMEOUT
+        while True:
+            self._wait_minion(since - 1, what, timeout=max(1.0, deadline - time.time()))
+            try:
+                after = self.boot_id()
+            except (VmError, AssertionError):
+                after = before  # the minion went down under the call
+            if after != before:
+                break
+            if time.time() > deadline:
+                raise VmError(f"{self.minion_id}: still the same boot ({before}) {BOOT_TIMEOUT}s after {what}")
+            time.sleep(1)
+        seconds = time.time() - since
+        self._time(f"{what} (to minion answering)", seconds)
+        return seconds
+
+    def reboot(self) -> float:
+        """A clean reboot: ``systemctl reboot`` in the guest (through Salt); waits for the minion."""
+
+        def trigger():
+            # One call: this boot's id, and a reboot one second after the job returned.
+            return self.sh(f"cat /proc/sys/kernel/random/boot_id; {IN_ONE_SECOND} /bin/systemctl reboot").strip()
+
+        return self._restart("reboot", trigger)
+
+    def power_cut(self, last_script: str | None = None) -> float:
+        """A hard reset (QMP ``system_reset``): no shutdown, whatever the guest had not
+        written to its disk is lost.  ``last_script`` runs in the guest (in the same call
+        that reads the boot id) right before the cut.  Waits for the minion of the next boot."""
+
+        def trigger():
+            before = self.sh("cat /proc/sys/kernel/random/boot_id" + (f"; {last_script}" if last_script else ""))
+            qmp(self.qmp_socket, "system_reset")
+            return before.splitlines()[0].strip()
+
+        return self._restart("power cut (system_reset)", trigger)
+
+    def poweroff(self, timeout: float = SHUTDOWN_TIMEOUT) -> float:
+        """A clean shutdown (``systemctl poweroff`` in the guest); waits for QEMU to exit."""
+        since = time.time()
+        self.sh(f"{IN_ONE_SECOND} /bin/systemctl poweroff")
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise VmError(f"{self.minion_id}: still running {timeout:.0f}s after systemctl poweroff") from exc
+        seconds = time.time() - since
+        self._time("poweroff", seconds)
+        return seconds
+
+    def kill(self) -> None:
+        """SIGKILL the QEMU process (by PID) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
+
+    # --- the guest, through Salt ---------------------------------------------------
+    def run(self, script: str, timeout: int = 120) -> dict:
+        """Run a shell script in the guest (``cmd.run_all`` through the master, ``sh -e``);
+        return ``{"retcode", "stdout", "stderr"}``.  The script travels base64-encoded,
+        so that Salt's argument parsing never reads it as YAML."""
+        encoded = base64.b64encode(script.encode()).decode()
+        code, data = self.link.salt(
+            self.minion_id, "cmd.run_all", cmd=f"echo {encoded} | base64 -d | sh -e", python_shell=True, timeout=timeout
+        )
+        if code != 0 or not isinstance(data, dict) or "retcode" not in data:
+            raise VmError(f"{self.minion_id}: cmd.run_all failed ({code}): {data!r}")
+        return data
+
+    def sh(self, script: str, timeout: int = 120) -> str:
+        """Like :meth:`run`; asserts the script succeeded and returns its stdout."""
+        data = self.run(script, timeout)
+        assert data["retcode"] == 0, f"in {self.minion_id}: {script!r} exited {data['retcode']}: {data}"
+        return data["stdout"]
+
+
+def new_node(
+    session_dir: Path, image, link: MasterLink, minion_id: str, backing: Path | None = None, name: str | None = None
+) -> VmNode:
+    directory = session_dir / (name or f"{minion_id}-{secrets.token_hex(3)}")
+    directory.mkdir(parents=True)
+    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, backing=backing)
+
+
+def make_golden(session_dir: Path, image, link: MasterLink, minion_id: str) -> Path:
+    """Boot the image once as ``minion_id`` (its key generated and accepted by the
+    master, ``saltutil.sync_all`` done), shut it down cleanly, and return its disk: the
+    backing file of every fresh node of this session.  Nothing of k8snode's is run."""
+    node = new_node(session_dir, image, link, minion_id, name=f"golden-{minion_id}")
+    started = time.time()
+    try:
+        node.boot()
+        code, data = link.salt(minion_id, "saltutil.sync_all", timeout=180)
+        if code != 0:
+            raise VmError(f"{minion_id}: saltutil.sync_all failed: {data}")
+        node.poweroff()
+    except BaseException:
+        node.kill()
+        raise
+    node._time("golden node (first boot, key, sync_all, poweroff)", time.time() - started)
+    return node.disk
