@@ -34,7 +34,7 @@ def test_swap_off_for_real_and_absent_brings_fstab_swap_back(salt_master, fresh_
     node = fresh_vm("bookworm")
     node.sh(SETUP)
     node.reboot()
-    # systemd activated both at boot (it would skip fstab swap in a "container").
+    # systemd activated both at boot (in a "container" it leaves fstab swap alone).
     assert sorted(swaps(node)) == [FSTAB_SWAP, UNIT_SWAP]
     check = audit(salt_master, node)["checks"]["swap"]
     assert check["status"] == "fail"
