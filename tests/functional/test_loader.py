@@ -18,9 +18,8 @@ READ_ONLY = {
     "effective_boot_sysctls",
     "boot_modules",
     "kernel_facts",
-    "metrics",
 }
-CHANGING = {"prepare", "revert", "write_metrics"}
+CHANGING = {"prepare", "revert"}
 
 
 def test_sys_list_functions_shows_exactly_the_public_api(loaders):
