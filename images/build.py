@@ -369,21 +369,35 @@ def write_constraints(releases=None) -> None:
         _log(f"{release}: wrote {len(pins)} pins to images/constraints/{release}.txt")
 
 
-def main(argv: list[str]) -> int:
-    flags = {"--write-constraints", "--prune"}
+def cli_main(argv: list[str], prog: str, ensure, prune_images, actions=None) -> int:
+    """The command line of images/build.py and images/vm_build.py:
+    ``[release ...] [--prune] [--action ...]``.
+
+    Runs each ``actions`` flag given (``{flag: callable(releases)}``), then
+    ``ensure(releases)`` (``{release: what was built or found}``), then
+    ``prune_images(releases)`` with ``--prune``; prints one ``release what`` line each.
+    Returns 1 with the error on stderr when a build fails or a release is unknown.
+    """
+    actions = dict(actions or {})
+    flags = {"--prune", *actions}
     releases = [arg for arg in argv if arg not in flags] or None
     try:
-        if "--write-constraints" in argv:
-            write_constraints(releases)
-        tags = ensure_images(releases)
+        for flag, action in actions.items():
+            if flag in argv:
+                action(releases)
+        results = ensure(releases)
         if "--prune" in argv:
-            prune(releases)
+            prune_images(releases)
     except (ImageBuildError, ValueError) as exc:
-        print(f"images/build.py: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
-    for release, tag in tags.items():
-        print(f"{release} {tag}")
+    for release, result in results.items():
+        print(f"{release} {result}")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return cli_main(argv, "images/build.py", ensure_images, prune, {"--write-constraints": write_constraints})
 
 
 if __name__ == "__main__":

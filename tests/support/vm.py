@@ -450,6 +450,13 @@ def new_node(
     return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, backing=backing)
 
 
+def sync_all(node: VmNode) -> None:
+    """``saltutil.sync_all`` on the node: the session's k8snode modules, states, outputter."""
+    code, data = node.link.salt(node.minion_id, "saltutil.sync_all", timeout=180)
+    if code != 0 or not isinstance(data, dict):
+        raise VmError(f"{node.minion_id}: saltutil.sync_all failed: {data}")
+
+
 def make_golden(session_dir: Path, image, link: MasterLink, minion_id: str) -> Path:
     """Boot the image once as ``minion_id`` (its key generated and accepted by the
     master, ``saltutil.sync_all`` done), shut it down cleanly, and return its disk: the
@@ -458,9 +465,7 @@ def make_golden(session_dir: Path, image, link: MasterLink, minion_id: str) -> P
     started = time.time()
     try:
         node.boot()
-        code, data = link.salt(minion_id, "saltutil.sync_all", timeout=180)
-        if code != 0:
-            raise VmError(f"{minion_id}: saltutil.sync_all failed: {data}")
+        sync_all(node)
         node.poweroff()
     except BaseException:
         node.kill()

@@ -1,4 +1,13 @@
-"""A power cut (hard reset, no shutdown) right after `state.apply k8snode` returns."""
+"""A power cut (hard reset, no shutdown) right after `state.apply k8snode` returns, on
+Debian 13, with kube-proxy's nftables mode.
+
+The boot after the cut is a real boot of Debian 13 (systemd 257, kernel 6.12): besides
+issue 11's test 6 (the files are whole, the node is ready) it shows on this release what
+test_lifecycle_real.py shows after a clean reboot on Debian 12: every sysctl's ``boot``
+value the audit reported before is its live value after, and systemd-modules-load
+inserted the modules only it loads (nf_tables among them: issue 14's nftables mode on a
+real kernel, loaded by ``modprobe`` first and by systemd at boot).
+"""
 
 import pytest
 
@@ -8,15 +17,20 @@ from tests.support.vm_checks import (
     apply,
     audit,
     live_sysctls,
+    modules_load_journal,
     pillar,
     proc_modules,
     read_files,
+    sysctl_checks,
 )
 
 pytestmark = pytest.mark.real_node
 
 NAIVE_FILE = "/etc/sysctl.d/50-naive-writer.conf"
 NAIVE_TEXT = "net.ipv4.conf.all.log_martians = 1\n"
+SETTINGS = {"kube_proxy_mode": "nftables", "extras": ["max_map_count"]}
+# Modules that nothing but systemd-modules-load loads at boot on these nodes.
+ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "nf_tables")
 
 
 def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master, fresh_vm):
@@ -29,11 +43,25 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     k8snode written its files that way, systemd would find them empty or absent at boot
     and load and set nothing.
     """
-    node = fresh_vm("bookworm")
-    settings = {"extras": ["max_map_count"]}
-    code, state = apply(salt_master, node, pillar=pillar(settings))
+    node = fresh_vm("trixie", golden=False)
+    kernel = node.sh("uname -r").strip()
+    assert not set(ONLY_SYSTEMD_LOADS) & proc_modules(node)
+    fresh = audit(salt_master, node, **SETTINGS)
+    check = fresh["checks"]["module:nf_tables"]
+    assert (check["status"], check["live"]) == ("fail", "available"), check
+    assert "nf_tables is available but not loaded" in check["detail"], check
+    floor = fresh["checks"]["kernel_version"]
+    assert (floor["status"], floor["expected"], floor["live"]) == ("ok", ">= 5.13", kernel), floor
+
+    code, state = apply(salt_master, node, pillar=pillar(SETTINGS))
     assert code == 0 and state["result"] is True, state
+    assert state["changes"]["module:nf_tables"] == {"old": "not loaded", "new": "nf_tables loaded"}, state
+    assert "nf_tables" in proc_modules(node)  # modprobe, as the kernel's own list shows
     written = {path: state["changes"][f"file:{path}"]["new"] for path in (SYSCTL_FILE, MODULES_FILE)}
+    predicted = audit(salt_master, node, **SETTINGS)
+    assert predicted["ready"] is True, predicted["failing"]
+    assert predicted["checks"]["module:nf_tables"]["status"] == "ok"
+    assert predicted["checks"]["kernel_version"]["status"] == "ok"
 
     # At once: no shutdown, no sync.
     node.power_cut(last_script=f"printf '{NAIVE_TEXT}' > {NAIVE_FILE}")
@@ -44,10 +72,16 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
         assert after[path] == text, f"{path} after the cut: {after[path]!r}"
     strays = node.sh("ls -a /etc/sysctl.d /etc/modules-load.d | grep k8snode-tmp || true").strip()
     assert strays == ""
-    assert {"overlay", "br_netfilter"} <= proc_modules(node)
-    assert live_sysctls(node, ["net.ipv4.ip_forward", "vm.max_map_count"]) == {
-        "net.ipv4.ip_forward": "1",
-        "vm.max_map_count": "262144",
-    }
-    report = audit(salt_master, node, **settings)
+
+    # What systemd did at this boot is what the audit predicted before the cut.
+    assert set(ONLY_SYSTEMD_LOADS) <= proc_modules(node)
+    journal = modules_load_journal(node)
+    for module in ONLY_SYSTEMD_LOADS:
+        assert f"Inserted module '{module}'" in journal, journal
+    boot_values = {key: check["boot"] for key, check in sysctl_checks(predicted).items()}
+    assert None not in boot_values.values(), boot_values
+    assert live_sysctls(node, boot_values) == boot_values
+    assert (boot_values["net.ipv4.ip_forward"], boot_values["vm.max_map_count"]) == ("1", "262144")
+    report = audit(salt_master, node, **SETTINGS)
     assert report["ready"] is True, report["failing"]
+    assert report["checks"]["module:nf_tables"]["live"] == "loaded"
