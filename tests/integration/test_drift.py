@@ -93,8 +93,14 @@ def bus(drift_master):
         yield listener
 
 
+# Salt counts a beacon's ``interval`` in ``loop_interval`` units but polls beacons once a
+# second; salt-factories sets ``loop_interval: 0.05`` for its minions, which turns
+# ``interval: 1`` into 20 s. These minions run with Salt's default, as a real minion does.
+MINION_DEFAULTS = {"loop_interval": 1}
+
+
 def _start(master, network, image, mid):
-    minion = _container_minion(master, network, image, mid)
+    minion = _container_minion(master, network, image, mid, overrides=MINION_DEFAULTS)
     minion.start()
     salt_run(master, "saltutil.sync_all", tgt=mid)
     return minion
