@@ -270,11 +270,17 @@ def _set_last_known(remembered, entry, when, source):
         }
 
 
-def _event_kind(tag):
-    """``salt/beacon/<id>/k8snode/<check>`` -> ``<check>`` (``summary`` for the summary)."""
+def _event_kind(tag, data):
+    """``salt/beacon/<id>/k8snode/<check>`` -> ``<check>`` (``summary`` for the summary).
+
+    The minion id in the tag and in the data must agree: Salt puts the sending
+    minion's id in both, and an event that names two minions is not one to act on.
+    """
     parts = (tag or "").split("/", 4)
     if len(parts) != 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "k8snode":
         raise ValueError(f"k8snode: not a k8snode beacon event tag: {tag!r}")
+    if parts[2] != data.get("id"):
+        raise ValueError(f"k8snode: beacon event {tag!r} carries id {data.get('id')!r}: the ids must agree")
     return parts[4]
 
 
@@ -292,8 +298,9 @@ def remember(tag=None, data=None):
         salt-run k8snode.remember tag=salt/beacon/node1/k8snode/summary data='{"id": "node1", "ready": true, "failing": []}'
     """
     data = data or {}
-    kind = _event_kind(tag)
     minion = data.get("id")
+    _store("fleet", minion)  # the id names files: check it first
+    kind = _event_kind(tag, data)
     now = time.time()
     ready = data.get("ready")
     entry = {"status": READY if ready else NOT_READY, "failing": data.get("failing") or []}
@@ -389,9 +396,9 @@ def heal(tag=None, data=None, timeout=300):
         salt-run k8snode.heal tag=salt/beacon/node1/k8snode/sysctl:net.ipv4.ip_forward data='{"id": "node1", ...}'
     """
     data = data or {}
-    kind = _event_kind(tag)
     minion = data.get("id")
     _store("heal", minion)  # the id names files: check it first
+    kind = _event_kind(tag, data)
     settings = _drift_settings(minion) if data.get("new_status") == "fail" else {}
     with _locked_json(_store("heal", minion)) as history:
         outcome, reason = _heal_decision(kind, data, settings, history, time.time())

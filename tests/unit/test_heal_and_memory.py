@@ -118,3 +118,10 @@ def test_a_bad_minion_id_never_names_a_file(master_cache, bad):
 def test_a_tag_that_is_not_the_beacons_is_refused(master_cache):
     with pytest.raises(ValueError, match="not a k8snode beacon event tag"):
         runner.remember("salt/beacon/node1/other/x", {"id": "node1"})
+
+
+@pytest.mark.parametrize("runner_function", ["remember", "heal"])
+def test_an_event_whose_tag_and_data_name_different_minions_is_refused(master_cache, runner_function):
+    with pytest.raises(ValueError, match="ids must agree"):
+        getattr(runner, runner_function)(TAG, _event(id="node2"))
+    assert not (master_cache / "k8snode" / "fleet" / "node2.json").exists()
