@@ -22,7 +22,7 @@ FORWARD = "sysctl:net.ipv4.ip_forward"
 WATCH_ID = "drift-watch-bookworm"
 HEAL_ID = "drift-heal-trixie"
 HEAL_LIMIT = 2
-SETTLE = 12
+SETTLE = 3
 
 PILLAR_TOP = {"base": {"drift-watch-*": ["watch"], "drift-heal-*": ["heal"]}}
 WATCH_PILLAR = {"k8snode": {"drift": {"beacon": True, "interval": INTERVAL, "summary_interval": 3600, "metrics": True}}}
@@ -168,9 +168,10 @@ def prepare_with_beacon(master, bus, minion):
     # The beacon's first poll after the state run: a summary, ready.
     summaries = collect(bus, 30, f"salt/beacon/{minion.id}/k8snode/summary", until=lambda found: found)
     assert summaries and summaries[0][1]["ready"] is True, summaries
-    # After a state run the minion refreshes its pillar and modules, and its event loop
-    # (beacons included) waits for the master meanwhile: measured up to ~7 s here.
-    # The "interval + 5 s" promise is about a settled minion.
+    # After a state run the minion refreshes its pillar and modules (the summary above
+    # comes from the reloaded beacon); a few seconds let that finish, so the
+    # "interval + 5 s" promise below is about a settled minion. (The 7-12 s measured
+    # before were the 20 s polls of salt-factories' loop_interval, see MINION_DEFAULTS.)
     time.sleep(SETTLE)
     drain(bus)
 
