@@ -1,7 +1,7 @@
 # k8snode: test harness entry points.  Everything runs from the repository's .venv,
 # which `make setup` (scripts/bootstrap.sh) creates along with the Docker engine.
 PYTHON := .venv/bin/python
-PY_DIRS := _modules _states _runners _output saltext setup.py images scripts tests bench
+PY_DIRS := _modules _beacons _states _runners _output saltext setup.py images scripts tests bench
 
 .PHONY: setup images test demo lint bench
 
@@ -30,3 +30,4 @@ lint: setup
 # Ratios measured side by side (results: bench/RESULTS.md); not part of make test.
 bench: setup images
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/drift.py

@@ -14,7 +14,13 @@ from setuptools import setup
 HERE = Path(__file__).resolve().parent
 # One source of truth: the installed loader directories are the same files
 # that saltutil.sync_all serves from _modules, _states, _runners and _output.
-LOADER_DIRS = {"modules": "_modules", "states": "_states", "runners": "_runners", "output": "_output"}
+LOADER_DIRS = {
+    "modules": "_modules",
+    "states": "_states",
+    "runners": "_runners",
+    "output": "_output",
+    "beacons": "_beacons",
+}
 PACKAGE = "saltext.k8snode"
 # The execution module is itself a package (its API and pure submodules).
 SUBPACKAGES = {"modules.k8snode": "_modules/k8snode"}

@@ -10,12 +10,13 @@ only after running this file): see ``docs/ARCHITECTURE.md``.
 Read-only functions, safe to grant to a role that may only look at nodes
 (``publisher_acl`` / external auth; see the README): ``audit``,
 ``requirements``, ``kernel_facts``, ``boot_modules``, ``effective_boot_sysctls``,
-``module_status``, ``sysctl_status``, ``swap_status``. They read ``/proc``,
-``/sys`` and ``/etc`` (or a ``root`` tree) and start no process.
+``module_status``, ``sysctl_status``, ``swap_status``, ``metrics``. They read
+``/proc``, ``/sys`` and ``/etc`` (or a ``root`` tree) and start no process.
 
 Functions that change the host: ``prepare`` and ``revert`` (what the
-``k8snode.prepared`` and ``k8snode.absent`` states call). They write only the
-files k8snode owns, under ``/etc``, and take no path of the caller's choice
+``k8snode.prepared`` and ``k8snode.absent`` states call), and ``write_metrics``.
+They write only the files k8snode owns, under ``/etc`` (and ``k8snode.prom`` in
+node_exporter's textfile directory), and take no path of the caller's choice
 but ``files:``, which must be a ``.conf`` name in modules-load.d or sysctl.d.
 """
 
@@ -31,9 +32,10 @@ READ_ONLY_FUNCTIONS = (
     "module_status",
     "sysctl_status",
     "swap_status",
+    "metrics",
 )
 #: The public functions that change the host.
-CHANGING_FUNCTIONS = ("prepare", "revert")
+CHANGING_FUNCTIONS = ("prepare", "revert", "write_metrics")
 
 
 def __virtual__():
@@ -66,6 +68,17 @@ def _pillar_settings():
     return (__pillar__ or {}).get("k8snode") or {}
 
 
+#: Pillar ``k8snode`` keys about watching the node (the beacon, self-heal, metrics),
+#: not about what the node needs: kept out of the requirements' resolution.
+DRIFT_KEY = "drift"
+
+
+def _requirement_settings(pillar):
+    if isinstance(pillar, dict) and DRIFT_KEY in pillar:
+        return {key: value for key, value in pillar.items() if key != DRIFT_KEY}
+    return pillar
+
+
 def _clean(kwargs):
     """Drop the ``__pub_*`` keywords Salt adds to a published call."""
     return {key: value for key, value in kwargs.items() if not key.startswith("__")}
@@ -76,7 +89,7 @@ def _resolve(distribution, root, pillar, overrides):
 
     if pillar is None:
         pillar = _pillar_settings()
-    return resolve(distribution, pillar, _clean(overrides), _identity(root))
+    return resolve(distribution, _requirement_settings(pillar), _clean(overrides), _identity(root))
 
 
 def _os_boot(root):
@@ -404,9 +417,72 @@ def swap_status(root="/"):
     return swap.swap_status(root)
 
 
+def _textfile_directory():
+    from . import prometheus
+
+    return prometheus.configured_directory(__opts__, _pillar_settings())
+
+
+def _metrics_text(root, pillar, distribution, overrides):
+    import time
+
+    from . import checks, prometheus
+
+    resolved = _resolve(distribution, root, pillar, overrides)
+    audit_time = time.time()
+    audit = checks.audit(resolved, root)
+    return audit, prometheus.render(audit, resolved, audit_time)
+
+
+def metrics(distribution=None, root="/", pillar=None, **overrides):
+    """
+    Return the audit as Prometheus metrics (text exposition format), as
+    :func:`write_metrics` would write them for node_exporter's textfile collector.
+    Read-only. Takes the same arguments as :func:`audit`.
+
+    Families: ``k8snode_ready``; per check (label ``check="sysctl:net.ipv4.ip_forward"``)
+    ``k8snode_check_ok``, ``k8snode_check_live_ok``, ``k8snode_check_boot_ok`` (0 while
+    ``live_ok`` is 1: lost at the next reboot), ``k8snode_check_required``;
+    ``k8snode_audit_timestamp_seconds``; ``k8snode_info`` (1, labels ``distribution``,
+    ``os``, ``os_family``, ``kernel``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.metrics
+    """
+    return _metrics_text(root, pillar, distribution, overrides)[1]
+
+
 # --------------------------------------------------------------------------
 # Changing the host
 # --------------------------------------------------------------------------
+
+
+def write_metrics():
+    """
+    Audit this host and write the result as ``k8snode.prom`` into node_exporter's
+    textfile directory, atomically (a temporary file in the same directory, then a
+    rename). The directory is Debian's ``/var/lib/prometheus/node-exporter`` unless the
+    minion config ``k8snode_textfile_directory`` or the pillar
+    ``k8snode:drift:textfile_directory`` names another one; it must exist. The file
+    name is fixed and no argument chooses a path. The ``k8snode`` beacon rewrites the
+    file on every change when ``metrics: true``.
+
+    Returns ``{"path", "ready", "failing"}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' k8snode.write_metrics
+    """
+    from . import prometheus
+
+    directory = _textfile_directory()
+    audit, text = _metrics_text("/", None, None, {})
+    return {"path": prometheus.write(text, directory), "ready": audit["ready"], "failing": audit["failing"]}
 
 
 def prepare(distribution=None, test=False, pillar=None, **overrides):

@@ -18,8 +18,9 @@ READ_ONLY = {
     "effective_boot_sysctls",
     "boot_modules",
     "kernel_facts",
+    "metrics",
 }
-CHANGING = {"prepare", "revert"}
+CHANGING = {"prepare", "revert", "write_metrics"}
 
 
 def test_sys_list_functions_shows_exactly_the_public_api(loaders):

@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RELEASES = ("bullseye", "bookworm", "trixie")
 
 #: Extension directories synced to minions by saltutil.sync_all.
-EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output")
+EXTENSION_DIRS = ("_modules", "_states", "_runners", "_output", "_beacons")
 
 #: Label on every docker object the tests create (containers and networks).
 TEST_LABEL = "k8snode.test"

@@ -1,0 +1,19 @@
+{#- A k8snode beacon event (salt/beacon/<id>/k8snode/<check> or .../summary):
+    remember it for the fleet report, and for a check that turned fail, let the
+    heal runner decide (pillar k8snode:drift:heal, what a state run can repair,
+    heal_limit per heal_window). "ok again" and summary events never heal: a
+    heal's own changes cannot start another heal. Wired by salt/reactor/master.conf. #}
+{%- set kind = tag.split('/')[-1] %}
+k8snode remember {{ kind }}:
+  runner.k8snode.remember:
+    - args:
+      - tag: {{ tag | yaml_dquote }}
+      - data: {{ data | json }}
+{%- if kind != 'summary' and data.get('new_status') == 'fail' %}
+
+k8snode heal {{ kind }}:
+  runner.k8snode.heal:
+    - args:
+      - tag: {{ tag | yaml_dquote }}
+      - data: {{ data | json }}
+{%- endif %}
