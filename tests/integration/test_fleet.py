@@ -1,6 +1,7 @@
 """The fleet: highstate on new minions (reactor), the report runner, and the installed extension."""
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -121,6 +122,19 @@ def _copy_into(docker_client, minion, path: Path, dest_dir: str):
     docker_client.containers.get(minion.name).put_archive(dest_dir, archive.getvalue())
 
 
+BEACON_PROBE = """\
+import json, salt.config, salt.loader
+opts = salt.config.minion_config("/tmp/plain/conf/minion")
+beacons = salt.loader.beacons(opts, salt.loader.minion_mods(opts))
+config = [{"interval": 10}, {"summary_interval": 600}]
+print(json.dumps({
+    "file": beacons["k8snode.beacon"].func.__code__.co_filename,
+    "valid": list(beacons["k8snode.validate"](config)),
+    "events": beacons["k8snode.beacon"](config),
+}))
+"""
+
+
 @pytest.mark.parametrize("release", ["bullseye", "trixie"])
 def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, wheel, release):
     minion = fresh_nodes[release]
@@ -146,5 +160,13 @@ def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, 
         assert yaml.safe_load(out)["local"]["ready"] is True
         text = nodes.sh(minion, "salt-call -c /tmp/plain/conf --local --out=k8snode --no-color k8snode.audit")
         assert "local: READY (kubeadm on debian-" in text
+        # The drift beacon ships in the same package: Salt's beacon loader finds it,
+        # and its first poll is a summary saying the node is ready.
+        nodes.sh(minion, f"cat > /tmp/plain/beacon.py <<'EOF'\n{BEACON_PROBE}EOF")
+        polled = json.loads(nodes.sh(minion, "python /tmp/plain/beacon.py"))
+        assert polled["file"].endswith("saltext/k8snode/beacons/k8snode.py"), polled
+        assert polled["valid"] == [True, "valid"], polled
+        assert [event["tag"] for event in polled["events"]] == ["summary"], polled
+        assert polled["events"][0]["ready"] is True, polled
     finally:
         nodes.sh(minion, "python -m pip uninstall --yes --quiet saltext-k8snode; rm -rf /tmp/plain /tmp/*.whl")
