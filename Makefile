@@ -15,7 +15,7 @@ images: setup
 # All layers: tests/unit (no Docker), tests/functional, tests/integration (containers,
 # and real-node VMs in tests/integration/vm: `pytest -m real_node` runs only those).
 test: setup images lint
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest tests --durations=25
 
 demo: setup images
 	$(PYTHON) scripts/demo.py
