@@ -124,7 +124,8 @@ def _run(argv: list[str], log_name: str, **kwargs) -> None:
     """Run ``argv``, its output going to .cache/logs/<log_name>; raise on failure."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / log_name
-    _log(f"$ {' '.join(argv)}  (log: {log_path.relative_to(REPO_ROOT)})")
+    shown = log_path.relative_to(REPO_ROOT) if log_path.is_relative_to(REPO_ROOT) else log_path
+    _log(f"$ {' '.join(argv)}  (log: {shown})")
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(argv)}\n".encode())
         log.flush()
