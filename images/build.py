@@ -35,11 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
-CACHE_DIR = REPO_ROOT / ".cache"
+# K8SNODE_IMAGE_CACHE and K8SNODE_IMAGE_PREFIX put a build into throw-away names (a cold
+# build measured beside the images other checkouts use right now); the hashes ignore them.
+CACHE_DIR = Path(os.environ.get("K8SNODE_IMAGE_CACHE") or REPO_ROOT / ".cache")
+IMAGE_PREFIX = os.environ.get("K8SNODE_IMAGE_PREFIX") or "k8snode"
 ROOTFS_DIR = CACHE_DIR / "rootfs"
 # Images live in the one docker engine, shared by every checkout on the machine:
 # so is the lock that serialises their builds.
@@ -61,8 +65,8 @@ RELEASES: dict[str, str] = {
     "trixie": "3008.4",
 }
 
-BASE_REPO = "k8snode-base"
-MINION_REPO = "k8snode-minion"
+BASE_REPO = f"{IMAGE_PREFIX}-base"
+MINION_REPO = f"{IMAGE_PREFIX}-minion"
 LABEL = "k8snode.image=1"
 HASH_LEN = 12
 
@@ -98,9 +102,13 @@ def base_tag(release: str) -> str:
 
 
 def minion_tag(release: str) -> str:
+    return f"{MINION_REPO}:{release}-{minion_hash(release)}"
+
+
+def minion_hash(release: str) -> str:
     if release not in RELEASES:
         raise ValueError(f"unknown release {release!r}; known: {', '.join(RELEASES)}")
-    digest = _sha(
+    return _sha(
         "minion-v1",
         base_hash(release),
         DOCKERFILE.read_bytes(),
@@ -110,14 +118,14 @@ def minion_tag(release: str) -> str:
         ",".join(BASE_PACKAGES),
         _constraints_text(release),
     )
-    return f"{MINION_REPO}:{release}-{digest}"
 
 
 def _run(argv: list[str], log_name: str, **kwargs) -> None:
     """Run ``argv``, its output going to .cache/logs/<log_name>; raise on failure."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / log_name
-    _log(f"$ {' '.join(argv)}  (log: {log_path.relative_to(REPO_ROOT)})")
+    shown = log_path.relative_to(REPO_ROOT) if log_path.is_relative_to(REPO_ROOT) else log_path
+    _log(f"$ {' '.join(argv)}  (log: {shown})")
     with open(log_path, "ab") as log:
         log.write(f"\n$ {' '.join(argv)}\n".encode())
         log.flush()
@@ -320,10 +328,62 @@ def _verify(release: str, tag: str) -> None:
     _log(f"{release}: salt {proc.stdout.strip()} (salt, python)")
 
 
+def build_jobs() -> int:
+    """How many releases build at once: ``K8SNODE_IMAGE_JOBS``, else 2.
+
+    Two, not one: a release's build is mostly waiting (debootstrap on the network and
+    dpkg, pip on PyPI), so two of them share 2 cores well; not three: two docker builds
+    compiling at once already use both cores."""
+    raw = os.environ.get("K8SNODE_IMAGE_JOBS") or "2"
+    jobs = int(raw) if raw.isdigit() else 0
+    if jobs < 1:
+        raise ValueError(f"K8SNODE_IMAGE_JOBS={raw!r}: expected a whole number, 1 or more")
+    return jobs
+
+
+def run_per_release(build_one, releases, jobs=None) -> dict:
+    """``build_one(release)`` for each release, ``jobs`` (:func:`build_jobs`) at a time;
+    returns ``{release: result}``.
+
+    Output stays readable: every command of a release logs to its own file
+    (``.cache/logs/*-<release>.log``) and every ``[images]`` line names its release.
+    With one job, the first failure stops the rest (as before).  With more, a failure
+    cancels the builds not started yet, lets the running ones finish (nothing is left
+    half-built in docker), and one ImageBuildError names each failed release with its
+    own error (the tail of its log)."""
+    releases = list(releases)
+    jobs = build_jobs() if jobs is None else jobs
+    if jobs == 1 or len(releases) <= 1:
+        return {release: build_one(release) for release in releases}
+    results, errors = {}, {}
+    with ThreadPoolExecutor(max_workers=min(jobs, len(releases)), thread_name_prefix="image-build") as pool:
+        futures = {pool.submit(build_one, release): release for release in releases}
+        for future in as_completed(futures):
+            release = futures[future]
+            if future.cancelled():
+                continue
+            error = future.exception()
+            if error is None:
+                results[release] = future.result()
+                continue
+            errors[release] = error
+            for pending in futures:
+                pending.cancel()
+    if errors:
+        not_started = [release for release in releases if release not in results and release not in errors]
+        text = "\n\n".join(f"=== {release}: {type(exc).__name__}: {exc}" for release, exc in errors.items())
+        if not_started:
+            text += f"\n\nnot started: {', '.join(not_started)}"
+        raise ImageBuildError(f"{len(errors)} of {len(releases)} build(s) failed\n{text}") from next(
+            iter(errors.values())
+        )
+    return {release: results[release] for release in releases}
+
+
 def ensure_images(releases=None) -> dict[str, str]:
     """Make sure the minion image of each release exists; return {release: tag}.
 
-    Builds only what is missing (in sequence: the machines have 2 cores).  Raises
+    Builds only what is missing, :func:`build_jobs` releases at a time.  Raises
     ImageBuildError when docker is unreachable or a build fails.
     """
     wanted = list(RELEASES) if not releases else list(releases)
@@ -335,11 +395,13 @@ def ensure_images(releases=None) -> dict[str, str]:
     missing = [r for r in wanted if not image_exists(tags[r])]
     if missing:
         with _build_lock():
-            for release in missing:
-                if image_exists(tags[release]):  # built meanwhile by another process
-                    continue
+            missing = [r for r in missing if not image_exists(tags[r])]  # built meanwhile by another process
+
+            def build_one(release):
                 _log(f"{release}: building {tags[release]} (salt {RELEASES[release]})")
                 _build_minion(release, tags[release])
+
+            run_per_release(build_one, missing)
     return tags
 
 

@@ -45,14 +45,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "images"
 VM_FILES_DIR = IMAGES_DIR / "vm"
 DOCKERFILE = IMAGES_DIR / "vm.Dockerfile"
-VM_CACHE_DIR = REPO_ROOT / ".cache" / "vm"
 # The cache is shared by every checkout whose .cache is the same directory, and the
 # docker engine by every checkout on the machine: one lock for the machine.
 LOCK_FILE = Path(tempfile.gettempdir()) / "k8snode-vm-images.lock"
 
 #: Debian releases that get a VM image.
 VM_RELEASES = ("bookworm", "trixie")
-VM_REPO = "k8snode-vm"
 DISK_HEADROOM = 768 * 1024 * 1024  # free space in the guest (swap files, logs)
 MACHINE_ID = "6b38736e6f64652d766d2d7465737473"  # fixed: no "first boot" presets in the guest
 
@@ -70,6 +68,9 @@ def _load_minion_builder():
 
 build = _load_minion_builder()
 ImageBuildError = build.ImageBuildError
+# Under build.py's K8SNODE_IMAGE_CACHE and K8SNODE_IMAGE_PREFIX, as the minion images.
+VM_CACHE_DIR = build.CACHE_DIR / "vm"
+VM_REPO = f"{build.IMAGE_PREFIX}-vm"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,14 @@ def vm_hash(release: str) -> str:
     for path in sorted(VM_FILES_DIR.iterdir()):
         files += [path.name, path.read_bytes(), oct(path.stat().st_mode & 0o777)]
     return build._sha(
-        "vm-v1", build.minion_tag(release), DOCKERFILE.read_bytes(), Path(__file__).read_bytes(), release, *files
+        # The minion image's default tag, whatever K8SNODE_IMAGE_PREFIX says: the same
+        # inputs give the same hash (and a throw-away build measures the real thing).
+        "vm-v1",
+        f"k8snode-minion:{release}-{build.minion_hash(release)}",
+        DOCKERFILE.read_bytes(),
+        Path(__file__).read_bytes(),
+        release,
+        *files,
     )
 
 
@@ -292,7 +300,7 @@ def _build_vm(release: str, minion_tag: str, dest: Path) -> VmImage:
 def ensure_vm_images(releases=None) -> dict[str, VmImage]:
     """Make sure the VM image of each release exists; return ``{release: VmImage}``.
 
-    Builds only what is missing, in sequence.  Raises ImageBuildError when docker is
+    Builds only what is missing, ``build.build_jobs()`` releases at a time.  Raises ImageBuildError when docker is
     unreachable, mkfs.ext4 is missing or a build fails.
     """
     wanted = list(VM_RELEASES) if not releases else list(releases)
@@ -313,14 +321,17 @@ def ensure_vm_images(releases=None) -> dict[str, VmImage]:
         raise ImageBuildError("mkfs.ext4 (e2fsprogs) is not installed")
     minion_tags = build.ensure_images(missing)
     with _build_lock():
-        for release in missing:
+
+        def build_one(release):
             directory = vm_dir(release)
             image = _load(directory, release)  # built meanwhile by another process
             if image is None:
                 _log(f"{release}: building {directory.name} from {minion_tags[release]}")
                 image = _build_vm(release, minion_tags[release], directory)
-            images[release] = image
-    return images
+            return image
+
+        images.update(build.run_per_release(build_one, missing))
+    return {release: images[release] for release in wanted}
 
 
 def prune(releases=None) -> None:

@@ -200,7 +200,6 @@ class VmNode:
     directory: Path
     minion_id: str
     link: MasterLink
-    backing: Path | None = None  # a qcow2 to start from instead of the image's disk
     process: subprocess.Popen | None = None
     boots: int = 0
     started_at: float = 0.0
@@ -248,12 +247,8 @@ class VmNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.disk.exists():
             return
-        if self.backing is not None:
-            backing, fmt = self.backing, "qcow2"
-        else:
-            backing, fmt = self.image.disk, "raw"
         subprocess.run(
-            [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", fmt, str(self.disk)],
+            [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "raw", str(self.disk)],
             check=True,
             capture_output=True,
         )
@@ -442,33 +437,16 @@ class VmNode:
         return data["stdout"]
 
 
-def new_node(
-    session_dir: Path, image, link: MasterLink, minion_id: str, backing: Path | None = None, name: str | None = None
-) -> VmNode:
+def new_node(session_dir: Path, image, link: MasterLink, minion_id: str, name: str | None = None) -> VmNode:
     directory = session_dir / (name or f"{minion_id}-{secrets.token_hex(3)}")
     directory.mkdir(parents=True)
-    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, backing=backing)
+    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link)
 
 
 def sync_all(node: VmNode) -> None:
     """``saltutil.sync_all`` on the node: the session's k8snode modules, states, outputter."""
+    started = time.time()
     code, data = node.link.salt(node.minion_id, "saltutil.sync_all", timeout=180)
     if code != 0 or not isinstance(data, dict):
         raise VmError(f"{node.minion_id}: saltutil.sync_all failed: {data}")
-
-
-def make_golden(session_dir: Path, image, link: MasterLink, minion_id: str) -> Path:
-    """Boot the image once as ``minion_id`` (its key generated and accepted by the
-    master, ``saltutil.sync_all`` done), shut it down cleanly, and return its disk: the
-    backing file of every fresh node of this session.  Nothing of k8snode's is run."""
-    node = new_node(session_dir, image, link, minion_id, name=f"golden-{minion_id}")
-    started = time.time()
-    try:
-        node.boot()
-        sync_all(node)
-        node.poweroff()
-    except BaseException:
-        node.kill()
-        raise
-    node._time("golden node (first boot, key, sync_all, poweroff)", time.time() - started)
-    return node.disk
+    node._time("saltutil.sync_all", time.time() - started)

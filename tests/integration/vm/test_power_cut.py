@@ -43,7 +43,7 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     k8snode written its files that way, systemd would find them empty or absent at boot
     and load and set nothing.
     """
-    node = fresh_vm("trixie", golden=False)
+    node = fresh_vm("trixie")
     kernel = node.sh("uname -r").strip()
     assert not set(ONLY_SYSTEMD_LOADS) & proc_modules(node)
     fresh = audit(salt_master, node, **SETTINGS)

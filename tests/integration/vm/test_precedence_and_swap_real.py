@@ -1,0 +1,150 @@
+"""Precedence and swap for real (issue 11, tests 4 and 5) on one Debian 12 node.
+
+Test 4: Debian 12's ``/etc/sysctl.conf`` (read through the ``99-sysctl.conf`` link, after
+``99-k8snode.conf``) setting ``net.ipv4.ip_forward = 0``: the audit names that file, the
+state fails that item naming it, a reboot gives the value the audit predicted; with
+``files:`` naming a file that sorts last, the state succeeds and a reboot proves it.
+
+Test 5: a swap file in ``/etc/fstab`` and one as an enabled systemd ``.swap`` unit,
+active at boot.  k8snode's kubeadm profile turns swap off now (swapoff) and for the next
+boot by commenting out the fstab lines; a swap unit it does not touch: that item fails
+and asks for the unit to be masked or removed (``_swap_off`` in the execution module).
+The test does what an operator told so would do, and proves it with real boots;
+``k8snode.absent`` brings fstab swap back at the next boot.
+
+The two tests used to boot their own node (seven boots between them, at 20 to 45 s
+each under TCG).  Their setups touch different things (sysctl files, swap devices) and
+each reboot below proves a step of both, so one node boots five times:
+
+1. boot, both setups;
+2. reboot: both swaps active at boot; the audit names ``99-sysctl.conf`` and both swap
+   sources; the kubeadm apply fails the ``ip_forward`` item and the swap unit item;
+   the operator disables the unit, the next apply fails only ``ip_forward``;
+3. reboot: ``ip_forward`` is 0 as predicted, no swap; ``files:`` zz-k8snode.conf fixes it;
+4. reboot: ``ip_forward`` is 1, no swap, the node is ready; ``k8snode.absent``;
+5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted).
+"""
+
+import pytest
+
+from tests.support.vm_checks import (
+    SYSCTL_FILE,
+    apply,
+    audit,
+    live_sysctls,
+    pillar,
+    read_files,
+    swaps,
+    sysctl_checks,
+)
+
+pytestmark = pytest.mark.real_node
+
+IP_FORWARD = "sysctl:net.ipv4.ip_forward"
+SYSCTL_CONF_LINK = "/etc/sysctl.d/99-sysctl.conf"
+PRECEDENCE_FAILURE = f"{IP_FORWARD}: {SYSCTL_CONF_LINK} sets 0 at boot"
+LATER = {"files": {"sysctl": "/etc/sysctl.d/zz-k8snode.conf"}}
+
+FSTAB_SWAP = "/swapfstab"
+UNIT_SWAP = "/swapunit"
+UNIT = "swapunit.swap"
+UNIT_LINK = f"/etc/systemd/system/swap.target.wants/{UNIT}"
+UNIT_FAILURE = f"swap: swap comes back at boot from {UNIT_LINK}: mask or remove it"
+
+SETUP = f"""
+echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.conf
+for f in {FSTAB_SWAP} {UNIT_SWAP}; do
+    dd if=/dev/zero of=$f bs=1M count=16 status=none; chmod 600 $f; mkswap $f >/dev/null
+done
+echo '{FSTAB_SWAP} none swap sw 0 0' >> /etc/fstab
+printf '[Unit]\\nDescription=k8snode test: swap as a unit\\n[Swap]\\nWhat={UNIT_SWAP}\\n[Install]\\nWantedBy=swap.target\\n' \\
+    > /etc/systemd/system/{UNIT}
+systemctl daemon-reload
+systemctl enable {UNIT} 2>/dev/null
+sync
+"""
+
+
+def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_says(salt_master, fresh_vm):
+    node = fresh_vm("bookworm")
+    # Debian 12: procps links 99-sysctl.conf to /etc/sysctl.conf, read after 99-k8snode.conf.
+    assert node.sh(f"readlink {SYSCTL_CONF_LINK}").strip() == "../sysctl.conf"
+    node.sh(SETUP)
+
+    node.reboot()  # 2
+    # systemd activated both at boot (in a "container" it leaves fstab swap alone).
+    assert sorted(swaps(node)) == [FSTAB_SWAP, UNIT_SWAP]
+    report = audit(salt_master, node)
+    check = report["checks"][IP_FORWARD]
+    assert (check["boot"], check["boot_file"]) == ("0", SYSCTL_CONF_LINK), check
+    check = report["checks"]["swap"]
+    assert check["status"] == "fail"
+    assert check["boot"] == [f"/etc/fstab: {FSTAB_SWAP}", UNIT_LINK], check
+
+    predicted = _kubeadm_fails_the_later_file_and_the_swap_unit(salt_master, node)
+
+    node.reboot()  # 3
+    boot_values = {key: check["boot"] for key, check in sysctl_checks(predicted).items()}
+    assert boot_values["net.ipv4.ip_forward"] == "0"
+    assert live_sysctls(node, boot_values) == boot_values  # ip_forward: 0, as predicted
+    assert swaps(node) == []
+    assert audit(salt_master, node)["failing"] == [IP_FORWARD]  # swap is off for good
+
+    code, state = apply(salt_master, node, pillar=pillar(LATER))
+    assert code == 0 and state["result"] is True, state
+    predicted = audit(salt_master, node)
+    check = predicted["checks"][IP_FORWARD]
+    assert (check["status"], check["boot"], check["boot_file"]) == ("ok", "1", "/etc/sysctl.d/zz-k8snode.conf")
+    assert predicted["ready"] is True, predicted["failing"]
+    assert (predicted["checks"]["swap"]["live"], predicted["checks"]["swap"]["boot"]) == ([], [])
+
+    node.reboot()  # 4
+    assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "1"}
+    assert swaps(node) == []
+    assert audit(salt_master, node)["ready"] is True
+
+    # With the same files: as the prepare, so that it removes zz-k8snode.conf too.
+    code, state = apply(salt_master, node, "k8snode.absent", pillar=pillar(LATER))
+    assert code == 0 and state["result"] is True, state
+    predicted = audit(salt_master, node)
+    assert predicted["checks"]["swap"]["boot"] == [f"/etc/fstab: {FSTAB_SWAP}"], predicted["checks"]["swap"]
+    check = predicted["checks"][IP_FORWARD]
+    assert (check["boot"], check["boot_file"]) == ("0", SYSCTL_CONF_LINK), check
+
+    node.reboot()  # 5
+    assert swaps(node) == [FSTAB_SWAP]
+    assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "0"}
+
+
+def _kubeadm_fails_the_later_file_and_the_swap_unit(salt_master, node):
+    """Two applies of kubeadm's profile: the first fails ip_forward (naming the file that
+    wins) and the swap unit; after the operator disables the unit, only ip_forward.
+    Returns the audit's prediction for the next boot."""
+    code, state = apply(salt_master, node)
+    assert code != 0 and state["result"] is False, state
+    assert PRECEDENCE_FAILURE in state["comment"], state
+    assert {f"swap:{FSTAB_SWAP}", f"swap:{UNIT_SWAP}", "file:/etc/fstab"} <= set(state["changes"]), state
+    assert UNIT_FAILURE in state["comment"], state
+    assert swaps(node) == []
+    files = read_files(node, "/etc/fstab", "/etc/fstab.k8snode.bak", SYSCTL_FILE)
+    assert f"#k8snode-swap-off# {FSTAB_SWAP} none swap sw 0 0" in files["/etc/fstab"].splitlines()
+    assert f"{FSTAB_SWAP} none swap sw 0 0" in files["/etc/fstab.k8snode.bak"].splitlines()
+    assert "net.ipv4.ip_forward = 1" in files[SYSCTL_FILE]
+    predicted = audit(salt_master, node)
+    check = predicted["checks"][IP_FORWARD]
+    assert (check["status"], check["live"], check["boot"]) == ("fail", "1", "0"), check
+    assert IP_FORWARD in predicted["lost_at_reboot"]
+
+    # What the swap failure asks for: the unit no longer starts at boot.
+    node.sh(f"systemctl disable {UNIT} 2>/dev/null")
+    code, state = apply(salt_master, node)
+    assert code != 0 and state["result"] is False, state
+    # Failures are listed sorted by item: a swap failure would come first.
+    assert state["comment"].startswith(f"Failed: {PRECEDENCE_FAILURE}"), state
+    assert UNIT_FAILURE not in state["comment"], state
+    predicted = audit(salt_master, node)
+    assert predicted["failing"] == [IP_FORWARD], predicted["failing"]
+    assert (predicted["checks"]["swap"]["live"], predicted["checks"]["swap"]["boot"]) == ([], [])
+    check = predicted["checks"][IP_FORWARD]
+    assert (check["status"], check["live"], check["boot"]) == ("fail", "1", "0"), check
+    return predicted
