@@ -198,6 +198,8 @@ def model_boot(entries):
 @given(sysctl_trees())
 def test_effective_boot_sysctls_follows_systemd(pure_base, entries):
     root = tempfile.mkdtemp(dir=pure_base)
+    # A systemd host: procps' rules are tests/unit/test_sysctl_procps.py's.
+    os.makedirs(os.path.join(root, "run/systemd/system"))
     for dir_index, name, content in entries:
         directory = os.path.join(root, DIRS[dir_index])
         os.makedirs(directory, exist_ok=True)
