@@ -267,8 +267,10 @@ def effective_boot_sysctls(root="/", reads_etc_sysctl_conf=None):
     ``-key`` line keeps globs off the key, globs (glob(3) with braces) write every
     match that has no line of its own. ``/etc/sysctl.conf`` is read only through a
     sysctl.d link (Debian's ``99-sysctl.conf``). Without systemd, procps'
-    ``sysctl --system`` applies every line in order and reads ``/etc/sysctl.conf``
-    last. The kernel then parses each value: see :func:`sysctl_status`.
+    ``sysctl --system`` applies the lines in order (hidden files too) and reads
+    ``/etc/sysctl.conf`` last; it expands globs only from procps 4.0 on (without
+    braces), so the model follows the procps version found on the host (``procps``).
+    The kernel then parses each value: see :func:`sysctl_status`.
 
     root
         Directory to read the host from. Default ``/``.
@@ -278,11 +280,12 @@ def effective_boot_sysctls(root="/", reads_etc_sysctl_conf=None):
 
     Returns ``{"files": [...], "values": {path_key: {"value", "file", "line",
     "assignments": [[file, value], ...]}}, "globs": [...], "problems": [...],
-    "order": [...], "explicit": [...], "refused": [...], "applier",
-    "applier_evidence", "ambiguous"}``; keys are /proc/sys paths
+    "order": [...], "explicit": [...], "refused": [...], "ignored": [...],
+    "exempt_paths": [...], "procps": {"version", "evidence", "expands_globs",
+    "assumed"} | None, "applier", "applier_evidence", "ambiguous"}``; keys are /proc/sys paths
     (``net/ipv4/ip_forward``); ``values`` holds the explicit lines (value None for
     ``-key``), ``order`` every write in the order it is made, ``refused`` the lines
-    whose value the kernel refuses.
+    whose value the kernel refuses, ``ignored`` the glob lines procps < 4.0 skips.
 
     CLI Example:
 

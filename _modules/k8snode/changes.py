@@ -222,6 +222,50 @@ def _set_sysctls(outcome, resolved, root, desired, loading=()):
     return existing
 
 
+def _persisted_sysctls(outcome, resolved, root, existing, desired):
+    """``{key: value}`` for our sysctl file. Where procps' ``sysctl --system`` applies
+    sysctl.d at boot and does not expand globs (procps < 4.0, no systemd), a pattern
+    on a per-interface key is persisted as the ``conf.default`` key that every
+    interface created after boot copies (set live too), with a note; a pattern on
+    another key fails, since nothing this host runs at boot could apply it."""
+    from . import sysctl_procps
+
+    persisted = {key: desired[key] for key in existing if not _is_pattern(key)}
+    patterns = [key for key in existing if _is_pattern(key)]
+    if not patterns or host.sysctl_applier(root)["applier"] != sysctl_boot.PROCPS:
+        return {**persisted, **{key: desired[key] for key in patterns}}
+    procps = sysctl_procps.procps_version(root)
+    if procps["expands_globs"]:
+        return {**persisted, **{key: desired[key] for key in patterns}}
+    for key in patterns:
+        value = desired[key]
+        path_key = sysctl_boot.sysctl_path(key)
+        parent = sysctl_boot.inherited_from(sysctl_boot.new_match(path_key))
+        without = f"procps {procps['version']} here ({procps['evidence']}) does not expand globs in sysctl.d (4.0 does)"
+        if parent is None:
+            outcome.fail(f"sysctl:{key}", f"{without}, and {key} is not a per-interface key: list its keys one by one")
+            continue
+        default_key = sysctl_boot.dotted_key(parent)
+        if persisted.setdefault(default_key, value) != value:
+            outcome.fail(
+                f"sysctl:{key}",
+                f"{without}; it would need {default_key} = {value}, but {persisted[default_key]} is required there",
+            )
+            continue
+        outcome.notes.append(
+            f"{without}: {key} = {value} is persisted as {default_key} = {value}, which every interface "
+            "created after boot copies (those the pattern does not match too)."
+        )
+        live = sysctl_boot.read_live(root, default_key)
+        if live is not None and not sysctl_boot.value_satisfies(live, value):
+            outcome.change(f"sysctl:{default_key}", live, value)
+            if not outcome.test and not _write_live(
+                outcome, f"sysctl:{default_key}", host.path(root, "proc/sys/" + parent), value
+            ):
+                del outcome.changes[f"sysctl:{default_key}"]
+    return persisted
+
+
 def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
     boot = sysctl_boot.effective_boot_sysctls(
         root, resolved["boot"]["reads_etc_sysctl_conf"], replace={sysctl_file: content}
@@ -235,7 +279,10 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
             # Every match now, and a match that appears later (a new interface).
             targets = [*host.sysctl_keys_matching(root, path_key), sysctl_boot.new_match(path_key)]
         for target in targets:
-            winner = sysctl_boot.boot_assignment(target, boot)
+            # A new match copies conf.default when no line reaches it (procps < 4.0).
+            winner = (sysctl_boot.interface_boot_assignment if target != path_key else sysctl_boot.boot_assignment)(
+                target, boot
+            )
             if winner and winner["file"] not in (sysctl_file, None) and not meets(winner["value"], requirement):
                 # The winner may be another key (ip_forward and conf.all.forwarding are one
                 # variable) or a glob, and a file ordered before ours can win when it is
@@ -311,10 +358,11 @@ def prepare(resolved, root, run, test=False):
         # test=True loads nothing: preview the keys of the modules it would load.
         loading = {present[name] for name in present if f"module:{name}" in outcome.changes} if test else set()
         existing = _set_sysctls(outcome, resolved, root, desired, loading)
+        persisted = _persisted_sysctls(outcome, resolved, root, existing, desired)
         # Pattern lines first: procps' `sysctl --system` applies lines in file order, and
         # an explicit key must beat a glob as it does under systemd-sysctl.
-        ordered = sorted(existing, key=lambda key: (not _is_pattern(key), key))
-        content = _render(f"{key} = {desired[key]}" for key in ordered)
+        ordered = sorted(persisted, key=lambda key: (not _is_pattern(key), key))
+        content = _render(f"{key} = {persisted[key]}" for key in ordered)
         _check_boot_precedence(outcome, resolved, root, sysctl_file, content)
         _write_managed(outcome, root, sysctl_file, content)
 

@@ -190,6 +190,22 @@ def _pattern_check(key, requirement, boot, root, writers=()):
         detail = f"{key} is {shown_expected} on " + ", ".join(row["name"] for row in rows) + f"; {new_text}"
     else:
         detail = f"{key}: no key matches now; {new_text}"
+    # Glob lines the host's procps will not apply (< 4.0): said with their file and line.
+    ignored = [
+        line
+        for line in boot.get("ignored", ())
+        if line["pattern"] == pattern
+        or any(
+            sysctl_boot.glob_matches(line["pattern"], key)
+            for key in [new_key, *map(sysctl_boot.sysctl_path, (row["key"] for row in rows))]
+        )
+    ]
+    if ignored:
+        detail += "; " + "; ".join(
+            f"{line['file']}:{line['line']} ({sysctl_boot.dotted_key(line['pattern'])} = {line['value']}) sets "
+            f"nothing at boot: {line['reason'].split(':')[0]}"
+            for line in ignored
+        )
     runtime = sysctl_boot.runtime_writers_of(pattern, writers)
     detail += sysctl_boot.owners_text(pattern, [], runtime)
     if boot["ambiguous"]:
@@ -211,6 +227,7 @@ def _pattern_check(key, requirement, boot, root, writers=()):
         boot_file=new["file"] if new else None,
         boot_line=new["line"] if new else None,
         boot_applier=boot["applier"],
+        boot_ignored=[f"{line['file']}:{line['line']}" for line in ignored],
         lost_at_reboot=live_ok and not boot_ok,
         source=requirement.get("source"),
     )

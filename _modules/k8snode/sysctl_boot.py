@@ -7,8 +7,9 @@ directories only (``/etc/sysctl.conf`` only through the ``99-sysctl.conf`` link)
 and applies the options in the order of its ordered hashmap: an assignment that
 changes a key's value moves the key to the end, globs write every existing match
 that has no explicit line (``-key`` lines included). Without systemd, procps'
-``sysctl --system`` applies every line in file order and reads
-``/etc/sysctl.conf`` last. The kernel then parses each value
+``sysctl --system`` applies the lines in file order, reads ``/etc/sysctl.conf``
+last, and expands globs only from procps 4.0 on (:mod:`.sysctl_procps`, which
+follows the version found on the host). The kernel then parses each value
 (:func:`.sysctl_syntax.kernel_store`) and couples some keys (forwarding).
 
 Keys are handled as /proc/sys paths (``net/ipv4/ip_forward``), the form the
@@ -38,7 +39,7 @@ SYSTEMD = "systemd-sysctl"
 PROCPS = "sysctl --system"
 
 
-def _listed_files(root, replace):
+def _listed_files(root, replace, applier=SYSTEMD):
     """[(shown, full path or None)] of the sysctl.d files, by name, first directory
     winning a name; ``replace`` adds files by shown path (what a state will write)."""
     chosen, seen_dirs = {}, []
@@ -54,8 +55,9 @@ def _listed_files(root, replace):
             continue
         seen_dirs.append(real)
         for name in names:
-            # systemd's FOREACH_DIRENT skips hidden entries.
-            if name.endswith(".conf") and not name.startswith(".") and name not in chosen:
+            # systemd's FOREACH_DIRENT skips hidden entries; procps reads them.
+            hidden = name.startswith(".") and applier == SYSTEMD
+            if name.endswith(".conf") and not hidden and name not in chosen:
                 chosen[name] = os.path.join(full_dir, name)
     for shown in replace:
         name = os.path.basename(shown)
@@ -68,7 +70,7 @@ def _file_texts(root, applier, reads_etc_sysctl_conf, replace):
     """[(shown, text)] in the order the applier reads them; unreadable files,
     masks (/dev/null, empty) and files ``replace`` removes read as nothing."""
     ordered = []
-    for _, full in _listed_files(root, replace):
+    for _, full in _listed_files(root, replace, applier):
         shown = host.display(root, full)
         if host.is_masked(full) and shown not in replace:
             continue
@@ -76,8 +78,9 @@ def _file_texts(root, applier, reads_etc_sysctl_conf, replace):
         if text is not None:
             ordered.append((shown, text))
     etc_conf = host.path(root, "etc/sysctl.conf")
-    read_last = applier == PROCPS and reads_etc_sysctl_conf is not False
-    if read_last and not host.same_file_in([full for _, full in _listed_files(root, {})], etc_conf):
+    # procps reads it last when stat() says a regular file, even when a sysctl.d
+    # link (Debian's 99-sysctl.conf) has read it already.
+    if applier == PROCPS and reads_etc_sysctl_conf is not False and os.path.isfile(etc_conf):
         text = host.read_text(etc_conf)
         if text is not None:
             ordered.append(("/etc/sysctl.conf", text))
@@ -96,66 +99,79 @@ def _add_option(options, path_key, item):
     return item
 
 
-def effective_boot_sysctls(root, reads_etc_sysctl_conf=None, replace=None, applier=None):
+def effective_boot_sysctls(root, reads_etc_sysctl_conf=None, replace=None, applier=None, procps=None):
     """
     The values that hold after the next boot (see the API's
     ``effective_boot_sysctls``). ``replace``: ``{path: text}`` of files to consider
     with other contents (what a state is about to write); ``None`` as text removes
     the file. ``applier``: :data:`SYSTEMD` or :data:`PROCPS` (default: detected,
-    see :func:`.host.sysctl_applier`).
+    see :func:`.host.sysctl_applier`). ``procps``: the procps found
+    (:func:`.sysctl_procps.procps_version`, default: read from ``root``).
     """
     replace = replace or {}
     detected = host.sysctl_applier(root)
     if applier is not None:
         detected = {"applier": applier, "evidence": "chosen by the caller", "ambiguous": None}
     applier = detected["applier"]
-    values, globs, problems, files, order = {}, [], [], [], []
-    options = {}
-    for shown, text in _file_texts(root, applier, reads_etc_sysctl_conf, replace):
-        files.append(shown)
-        assignments, bad_lines = parse_sysctl_conf(text)
-        problems.extend(f"{shown}:{number}: {reason}" for number, reason in bad_lines)
-        for number, key, value, ignore_failure in assignments:
-            path_key = sysctl_path(key)
-            item = {"value": value, "file": shown, "line": number, "ignore_failure": ignore_failure}
-            if applier == PROCPS:
-                if value is not None:
-                    order.append({**item, ("pattern" if is_glob(path_key) else "key"): path_key})
-                if not is_glob(path_key) and value is not None:
-                    options[path_key] = item
-                    _record(values, path_key, item)
-                    values[path_key]["assignments"].append([shown, value])
-                continue
-            kept = _add_option(options, path_key, item)
-            if is_glob(path_key):
-                continue
-            _record(values, path_key, kept)
-            values[path_key]["assignments"].append([shown, value])
-    if applier == SYSTEMD:
-        # The options are applied in the order of systemd's ordered hashmap.
-        for path_key, item in options.items():
-            if item["value"] is not None:
-                order.append({**item, ("pattern" if is_glob(path_key) else "key"): path_key})
-    explicit = [path_key for path_key in options if not is_glob(path_key)]
+    texts = _file_texts(root, applier, reads_etc_sysctl_conf, replace)
+    ambiguous = detected["ambiguous"]
+    if applier == PROCPS:
+        from . import sysctl_procps
+
+        procps = procps or sysctl_procps.procps_version(root)
+        found = sysctl_procps.procps_boot(texts, procps)
+        if procps["assumed"]:
+            ambiguous = f"{ambiguous}; {procps['assumed']}" if ambiguous else procps["assumed"]
+    else:
+        procps = None
+        found = _systemd_boot(texts)
+    order = found["order"]
     globs = [
         {"pattern": op["pattern"], "value": op["value"], "file": op["file"], "line": op["line"]}
         for op in order
         if "pattern" in op
     ]
     refused = _refused_writes(order)
-    problems.extend(f"{item['file']}:{item['line']}: {item['reason']}" for item in refused)
+    problems = found["problems"] + [f"{item['file']}:{item['line']}: {item['reason']}" for item in refused]
     return {
         "applier": applier,
-        "applier_evidence": detected["evidence"],
-        "ambiguous": detected["ambiguous"],
-        "files": files,
-        "values": values,
+        "applier_evidence": detected["evidence"] + (f"; {procps['evidence']}" if procps else ""),
+        "ambiguous": ambiguous,
+        "procps": procps,
+        "files": [shown for shown, _ in texts],
+        "values": found["values"],
         "globs": globs,
+        "ignored": found.get("ignored", []),
         "order": order,
-        "explicit": explicit,
+        "explicit": found["explicit"],
+        "exempt_paths": found.get("exempt_paths", []),
         "refused": refused,
         "problems": problems,
     }
+
+
+def _systemd_boot(texts):
+    """systemd-sysctl's writes from ``texts`` (``[(shown, text)]`` in reading order)."""
+    values, problems, options = {}, [], {}
+    for shown, text in texts:
+        assignments, bad_lines = parse_sysctl_conf(text)
+        problems.extend(f"{shown}:{number}: {reason}" for number, reason in bad_lines)
+        for number, key, value, ignore_failure in assignments:
+            path_key = sysctl_path(key)
+            item = {"value": value, "file": shown, "line": number, "ignore_failure": ignore_failure}
+            kept = _add_option(options, path_key, item)
+            if is_glob(path_key):
+                continue
+            _record(values, path_key, kept)
+            values[path_key]["assignments"].append([shown, value])
+    # The options are applied in the order of systemd's ordered hashmap.
+    order = [
+        {**item, ("pattern" if is_glob(path_key) else "key"): path_key}
+        for path_key, item in options.items()
+        if item["value"] is not None
+    ]
+    explicit = [path_key for path_key in options if not is_glob(path_key)]
+    return {"order": order, "values": values, "explicit": explicit, "problems": problems}
 
 
 def _record(values, path_key, item):
@@ -198,20 +214,18 @@ def boot_writes(path_key, boot):
     changes ``net/ipv4/ip_forward``); the key and its aliases are assumed to exist."""
     sources = keys_written_by(path_key)
     explicit = set(boot["explicit"])
+    exempt_paths = set(boot.get("exempt_paths", ()))
     writes = []
     for op in boot["order"]:
         if "key" in op:
             hit = op["key"] if op["key"] in sources else None
+        elif boot["applier"] == SYSTEMD:
+            # A glob skips the keys that have a line of their own.
+            hit = next((key for key in sources if key not in explicit and glob_matches(op["pattern"], key)), None)
         else:
-            # A glob skips the keys that have a line of their own (systemd only).
-            hit = next(
-                (
-                    key
-                    for key in sources
-                    if (boot["applier"] != SYSTEMD or key not in explicit) and glob_matches(op["pattern"], key)
-                ),
-                None,
-            )
+            from .sysctl_procps import glob_reaches
+
+            hit = next((key for key in sources if glob_reaches(op, key, exempt_paths)), None)
         if hit is None:
             continue
         stored, reason = kernel_store(path_key, op["value"])

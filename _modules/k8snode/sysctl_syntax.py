@@ -163,11 +163,12 @@ def _component_regex(component):
     return "".join(out)
 
 
-def glob_matches(pattern, path_key):
+def glob_matches(pattern, path_key, braces=True):
     """Whether glob(3) with GLOB_BRACE, as systemd-sysctl calls it on
-    ``/proc/sys/PATTERN``, would list ``path_key`` (assumed to exist)."""
+    ``/proc/sys/PATTERN``, would list ``path_key`` (assumed to exist); ``braces=False``:
+    glob(3) without it, as procps 4 calls it (a brace is a literal character)."""
     wanted = path_key.split("/")
-    for alternative in expand_braces(pattern):
+    for alternative in expand_braces(pattern) if braces else [pattern]:
         components = [part for part in alternative.split("/") if part]
         if len(components) != len(wanted):
             continue

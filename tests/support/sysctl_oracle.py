@@ -1,5 +1,6 @@
 """
-The real systemd-sysctl as an oracle for the sysctl.d model.
+The real sysctl appliers as oracles for the sysctl.d model: systemd-sysctl, and
+procps' ``sysctl --system`` in the minion images (no systemd there).
 
 One long-lived container of ``images/systemd-sysctl.Dockerfile`` (Debian 12's
 systemd 252 on the bookworm minion image) runs a small driver that takes a batch
@@ -54,7 +55,7 @@ for key, value in json.loads(sys.argv[5]):
     with open("/proc/sys/" + key, "w") as handle:
         handle.write(value)
 before = read()
-done = subprocess.run([sys.argv[2]], capture_output=True, text=True)
+done = subprocess.run(json.loads(sys.argv[2]), capture_output=True, text=True)
 print(json.dumps({"before": before, "after": read(), "rc": done.returncode, "log": done.stderr}))
 """
 
@@ -70,7 +71,8 @@ def clean():
     if os.path.lexists("/etc/sysctl.conf"):
         os.unlink("/etc/sysctl.conf")
 clean()
-print(json.dumps({"ready": os.path.realpath("/lib")}), flush=True)
+version = subprocess.run([json.loads(SYSCTL)[0], "--version"], capture_output=True, text=True).stdout
+print(json.dumps({"ready": os.path.realpath("/lib"), "version": version.splitlines()[0]}), flush=True)
 for line in sys.stdin:
     results = []
     for tree in json.loads(line):
@@ -124,10 +126,10 @@ def ensure_oracle_image() -> str:
 class Oracle:
     """The driver process inside the oracle container."""
 
-    def __init__(self, container: str):
+    def __init__(self, container: str, command=(SYSTEMD_SYSCTL,)):
         self.container = container
         self.process = subprocess.Popen(
-            ["docker", "exec", "-i", container, "python3", "-c", _DRIVER, _INNER, SYSTEMD_SYSCTL,
+            ["docker", "exec", "-i", container, "python3", "-c", _DRIVER, _INNER, json.dumps(list(command)),
              json.dumps(SYSCTL_DIRS)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -136,6 +138,8 @@ class Oracle:
             raise RuntimeError(f"the sysctl oracle driver did not start in {container}")
         #: Where /lib points in the container (merged /usr: /usr/lib).
         self.lib = hello["ready"]
+        #: The first line of the applier's ``--version``.
+        self.version = hello["version"]
 
     def run(self, trees: list[dict]) -> list[dict]:
         """``trees``: ``[{"files": {abs path: {"text"} | {"link"} | {"dir"}}, "keys": [...],
@@ -156,9 +160,10 @@ class Oracle:
 
 
 @contextlib.contextmanager
-def running_oracle(labels: dict[str, str]):
-    """A started oracle container (removed afterwards) and its driver."""
-    tag = ensure_oracle_image()
+def running_oracle(labels: dict[str, str], image: str | None = None, command=(SYSTEMD_SYSCTL,)):
+    """A started oracle container (removed afterwards) and its driver: by default
+    the systemd-sysctl image; ``image`` and ``command`` choose another applier."""
+    tag = image or ensure_oracle_image()
     label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
     container = subprocess.run(
         ["docker", "run", "-d", "--network", "none", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
@@ -167,7 +172,7 @@ def running_oracle(labels: dict[str, str]):
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     try:
-        oracle = Oracle(container)
+        oracle = Oracle(container, command)
         try:
             yield oracle
         finally:
@@ -176,12 +181,20 @@ def running_oracle(labels: dict[str, str]):
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
 
-def write_tree(root: Path, files: dict, lib_target: str = "usr/lib") -> None:
+def write_tree(root: Path, files: dict, lib_target: str = "usr/lib", procps_version: str | None = None) -> None:
     """The same tree on the host, for the model: /lib links to usr/lib as on merged-/usr
-    Debian, and /run/systemd/system says systemd is the init."""
+    Debian, and /run/systemd/system says systemd is the init; with ``procps_version``
+    (``sysctl --version``'s line) a host without systemd whose /usr/sbin/sysctl says it,
+    as the real binary does, and whose /etc/init.d/procps runs it at boot."""
     (root / "usr/lib").mkdir(parents=True, exist_ok=True)
     (root / "lib").symlink_to(lib_target)
-    (root / "run/systemd/system").mkdir(parents=True)
+    if procps_version is None:
+        (root / "run/systemd/system").mkdir(parents=True)
+    else:
+        (root / "usr/sbin").mkdir(parents=True)
+        (root / "usr/sbin/sysctl").write_bytes(b"\x7fELF\0" + procps_version.split(" from ")[-1].encode() + b"\0")
+        (root / "etc/init.d").mkdir(parents=True)
+        (root / "etc/init.d/procps").write_text("#!/bin/sh\n/sbin/sysctl -q --system\n")
     for path, item in files.items():
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)

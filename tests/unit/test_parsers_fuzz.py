@@ -171,13 +171,14 @@ def sysctl_trees(draw):
 
 
 def model_boot(entries):
-    """sysctl.d(5) by the book: first directory wins a name, /dev/null masks, sort by name, last wins."""
+    """sysctl.d(5) by the book: first directory wins a name, /dev/null masks, sort by name,
+    last wins, except that systemd keeps a repeated same value at its first line and place."""
     chosen = {}
     for dir_index in range(len(DIRS)):
         for entry_dir, name, content in entries:
             if entry_dir == dir_index and name.endswith(".conf") and name not in chosen:
                 chosen[name] = (DIRS[dir_index], content)
-    values, globs, problems, files = {}, [], [], []
+    options, problems, files = {}, [], []
     for name in sorted(chosen):
         directory, content = chosen[name]
         if content is None:
@@ -187,10 +188,14 @@ def model_boot(entries):
         for number, expectation in content[1]:
             if expectation[0] == "problem":
                 problems.append(f"{shown}:{number}: {expectation[1]}")
-            elif set("*?[") & set(expectation[1]):  # systemd's string_is_glob()
-                globs.append((expectation[1], expectation[2], shown, number))
-            else:
-                values[expectation[1]] = (expectation[2], shown, number)
+                continue
+            key, value = expectation[1], expectation[2]
+            if key not in options or options[key][0] != value:
+                options.pop(key, None)
+                options[key] = (value, shown, number)
+    is_glob = set("*?[").intersection  # systemd's string_is_glob()
+    values = {key: found for key, found in options.items() if not is_glob(key)}
+    globs = [(key, *found) for key, found in options.items() if is_glob(key)]
     return files, values, globs, problems
 
 
@@ -198,6 +203,8 @@ def model_boot(entries):
 @given(sysctl_trees())
 def test_effective_boot_sysctls_follows_systemd(pure_base, entries):
     root = tempfile.mkdtemp(dir=pure_base)
+    # A systemd host: procps' rules are tests/unit/test_sysctl_procps.py's.
+    os.makedirs(os.path.join(root, "run/systemd/system"))
     for dir_index, name, content in entries:
         directory = os.path.join(root, DIRS[dir_index])
         os.makedirs(directory, exist_ok=True)
