@@ -14,13 +14,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _modules import k8snode as k8snode_api
 from _modules.k8snode import sysctl_boot
 from tests.support import harness
-from tests.support.sysctl_oracle import running_oracle, write_tree
+from tests.support.sysctl_oracle import drawn, first_disagreement, running_oracle, shrink_against, write_tree
 
 # The keys compared, with a sentinel written first in the fresh namespace: writes
 # in this order give each key its own value (conf/all/forwarding sets default too).
@@ -187,36 +186,18 @@ EXAMPLES = 500
 def test_model_agrees_with_systemd_sysctl_on_generated_trees(oracle, api):
     """500 trees drawn (derandomized) by hypothesis, sent to the oracle in batches; the
     first disagreeing tree is shrunk by hypothesis against the oracle and printed."""
-    collected = []
-
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(trees())
-    def collect(files):
-        collected.append(files)
-
-    collect()
+    collected = drawn(trees(), EXAMPLES)
     assert len(collected) >= EXAMPLES
-    failing = None
-    for start in range(0, len(collected), BATCH):
-        batch = collected[start : start + BATCH]
-        observed = oracle.run([{"files": files, "keys": COMPARED, "sentinels": SENTINELS} for files in batch])
-        for files, result in zip(batch, observed):
-            if disagreements(api, files, result):
-                failing = files
-                break
-        if failing:
-            break
+    failing = first_disagreement(
+        oracle,
+        collected,
+        lambda files: {"files": files, "keys": COMPARED, "sentinels": SENTINELS},
+        lambda files, observed: disagreements(api, files, observed),
+        BATCH,
+    )
     if failing is None:
         return
-
-    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(trees())
-    def shrink(files):
-        check_trees(oracle, api, [files])
-
-    shrink()
+    shrink_against(trees(), lambda files: check_trees(oracle, api, [files]))
     check_trees(oracle, api, [failing])
 
 

@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from _modules import k8snode as k8snode_api
 from _modules.k8snode import sysctl_boot
 from tests.integration.test_sysctl_oracle import COMPARED, SENTINELS, show, trees
 from tests.support import harness
-from tests.support.sysctl_oracle import running_oracle, write_tree
+from tests.support.sysctl_oracle import drawn, first_disagreement, running_oracle, shrink_against, write_tree
 
 SYSCTL_SYSTEM = ("/sbin/sysctl", "--system")
 # procps generation of each release, checked against the binary's own --version.
@@ -96,28 +95,21 @@ def _first_disagreement(oracle, api, collected):
     """The first generated tree on which the model and this release's procps
     disagree, or None; and how long the release took."""
     started = time.monotonic()
-    for start in range(0, len(collected), BATCH):
-        batch = collected[start : start + BATCH]
-        observed = oracle.run([{"files": files, "keys": COMPARED, "sentinels": SENTINELS} for files in batch])
-        for files, result in zip(batch, observed):
-            if disagreements(api, files, result, oracle.version):
-                return files, time.monotonic() - started
-    return None, time.monotonic() - started
+    failing = first_disagreement(
+        oracle,
+        collected,
+        lambda files: {"files": files, "keys": COMPARED, "sentinels": SENTINELS},
+        lambda files, observed: disagreements(api, files, observed, oracle.version),
+        BATCH,
+    )
+    return failing, time.monotonic() - started
 
 
 def test_model_agrees_with_procps_on_generated_trees(oracles, api, record_property):
     """300 trees drawn (derandomized) by hypothesis, the same for each release, sent to
     the three containers at once in batches; the first disagreeing tree is shrunk by
     hypothesis against that release's procps and printed."""
-    collected = []
-
-    @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(trees())
-    def collect(files):
-        collected.append(files)
-
-    collect()
+    collected = drawn(trees(), EXAMPLES)
     assert len(collected) >= EXAMPLES
     with concurrent.futures.ThreadPoolExecutor(len(oracles)) as pool:
         futures = {
@@ -136,14 +128,7 @@ def test_model_agrees_with_procps_on_generated_trees(oracles, api, record_proper
 def _shrink(oracle, api):
     """Let hypothesis find and shrink a failing tree against this release's procps
     (it raises with the smallest one)."""
-
-    @settings(max_examples=200, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))  # fmt: skip
-    @given(trees())
-    def shrink(files):
-        check_trees(oracle, api, [files])
-
-    shrink()
+    shrink_against(trees(), lambda files: check_trees(oracle, api, [files]))
 
 
 # ------------------------------------------------------------------ named rules

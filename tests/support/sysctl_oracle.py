@@ -22,6 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from hypothesis import HealthCheck, given, settings
+
 from images import build
 
 DOCKERFILE = build.IMAGES_DIR / "systemd-sysctl.Dockerfile"
@@ -205,3 +207,49 @@ def write_tree(root: Path, files: dict, lib_target: str = "usr/lib", procps_vers
         else:
             with open(target, "w", encoding="utf-8", newline="") as handle:
                 handle.write(item["text"])
+
+
+# --------------------------------------------------------------------------------------
+# Differential runs: the same drawing, batching and shrinking for every oracle
+# --------------------------------------------------------------------------------------
+_DETERMINISTIC = {"derandomize": True, "database": None, "deadline": None,
+                  "suppress_health_check": list(HealthCheck)}  # fmt: skip
+
+
+def drawn(strategy, count: int) -> list:
+    """``count`` examples of ``strategy``, derandomized: the same trees on every run."""
+    collected = []
+
+    @settings(max_examples=count, **_DETERMINISTIC)
+    @given(strategy)
+    def collect(example):
+        collected.append(example)
+
+    collect()
+    return collected
+
+
+def first_disagreement(oracle, examples, job, disagrees, batch: int = 100):
+    """The first example on which the model and ``oracle`` disagree, or None.
+
+    ``job(example)`` is what the oracle runs for it; ``disagrees(example, observed)``
+    compares the oracle's answer with the model. Examples go in batches of ``batch``.
+    """
+    for start in range(0, len(examples), batch):
+        chunk = examples[start : start + batch]
+        for example, observed in zip(chunk, oracle.run([job(example) for example in chunk])):
+            if disagrees(example, observed):
+                return example
+    return None
+
+
+def shrink_against(strategy, check, examples: int = 200) -> None:
+    """Let hypothesis find and shrink a failing example of ``check`` against the real
+    oracle: it raises with the smallest one (a readable tree)."""
+
+    @settings(max_examples=examples, **_DETERMINISTIC)
+    @given(strategy)
+    def shrink(example):
+        check(example)
+
+    shrink()
