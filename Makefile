@@ -14,8 +14,9 @@ images: setup
 
 # All layers: tests/unit (no Docker), tests/functional, tests/integration (containers,
 # and real-node VMs in tests/integration/vm: `pytest -m real_node` runs only those).
-test: setup images lint
-	$(PYTHON) -m pytest tests --durations=25
+# The images build in the background while unit and functional run (tests/conftest.py).
+test: setup lint
+	$(PYTHON) -m pytest --durations=25
 
 demo: setup images
 	$(PYTHON) scripts/demo.py

@@ -76,7 +76,10 @@ class ImageBuildError(RuntimeError):
 
 
 def _log(msg: str) -> None:
-    print(f"[images] {msg}", file=sys.stderr, flush=True)
+    # One write per line: releases build in threads, and print() writes the text and
+    # its newline separately, so two lines could run together.
+    sys.stderr.write(f"[images] {msg}\n")
+    sys.stderr.flush()
 
 
 def _sha(*parts: str | bytes) -> str:
@@ -329,12 +332,13 @@ def _verify(release: str, tag: str) -> None:
 
 
 def build_jobs() -> int:
-    """How many releases build at once: ``K8SNODE_IMAGE_JOBS``, else 2.
+    """How many releases build at once: ``K8SNODE_IMAGE_JOBS``, else 3 (all of them).
 
-    Two, not one: a release's build is mostly waiting (debootstrap on the network and
-    dpkg, pip on PyPI), so two of them share 2 cores well; not three: two docker builds
-    compiling at once already use both cores."""
-    raw = os.environ.get("K8SNODE_IMAGE_JOBS") or "2"
+    A release's build is mostly waiting (debootstrap on the network and dpkg, pip on
+    PyPI). With two at a time, a cold run on 2 cores built bullseye and bookworm side by
+    side in 150 s and then trixie alone in 94 s: the third release's wait is what the
+    pool of two left on the critical path."""
+    raw = os.environ.get("K8SNODE_IMAGE_JOBS") or "3"
     jobs = int(raw) if raw.isdigit() else 0
     if jobs < 1:
         raise ValueError(f"K8SNODE_IMAGE_JOBS={raw!r}: expected a whole number, 1 or more")

@@ -95,7 +95,8 @@ class VmImage:
 
 
 def _log(msg: str) -> None:
-    print(f"[vm-images] {msg}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"[vm-images] {msg}\n")  # one write per line: builds run in threads
+    sys.stderr.flush()
 
 
 def vm_hash(release: str) -> str:

@@ -61,7 +61,7 @@ def _salt_run(master, *args):
 def test_the_report_lists_silent_hosts_and_sets_the_exit_code(salt_master, fresh_nodes, ghost_minion):
     ids = sorted([minion.id for minion in fresh_nodes.values()] + [ghost_minion])
 
-    as_json = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=15")
+    as_json = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=8")
     assert as_json.returncode != 0
     report = as_json.data
     assert sorted(report["hosts"]) == ids
@@ -73,7 +73,7 @@ def test_the_report_lists_silent_hosts_and_sets_the_exit_code(salt_master, fresh
         code, ret = nodes.apply(salt_master, minion)
         assert code == 0, ret
 
-    table = _salt_run(salt_master, "k8snode.report", "tgt=k8snode-*", "timeout=15")
+    table = _salt_run(salt_master, "k8snode.report", "tgt=k8snode-*", "timeout=8")
     assert table.returncode != 0, table
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["HOST", "STATUS", "FAILING", "CHECKS"], table.stdout
@@ -89,7 +89,7 @@ def test_the_report_exits_zero_when_every_host_is_ready(salt_master, fresh_nodes
     for minion in fresh_nodes.values():
         code, ret = nodes.apply(salt_master, minion)
         assert code == 0, ret
-    result = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=15")
+    result = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=8")
     assert result.returncode == 0, result
     assert result.data["counts"]["ready"] == 3
 
