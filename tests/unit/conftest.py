@@ -35,9 +35,11 @@ def _no_command(argv, **kwargs):
     raise AssertionError(f"unexpected command in a unit test: {argv!r}")
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def _guard_the_host(tmp_path_factory):
-    """For the whole session: no root outside pytest's temp dir, no commands, no grains."""
+    """For the unit tests (this package), undone after them: no root outside pytest's
+    temp dir, no commands, no grains. The integration layer runs later in the same
+    session and uses real roots."""
     base = os.path.realpath(str(tmp_path_factory.getbasetemp()))
     real_path = host.path
 
