@@ -9,6 +9,8 @@ locks and use what it built; its result is never trusted on its own.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -30,12 +32,15 @@ def pytest_collection_finish(session):
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
+            start_new_session=True,  # its own process group: stopped with its docker/debootstrap children
         )
 
 
 def pytest_unconfigure(config):
     proc = config.stash.get(BACKGROUND_BUILD, None)
     if proc is not None and proc.poll() is None:
-        # Interrupted before the integration layer used the images: stop building.
-        proc.terminate()
+        # The session ended before it finished (interrupted, or a run that needed only
+        # some images): stop it and its children; a build killed half-way leaves only a
+        # .partial directory or an unfinished docker build, never an image that is used.
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
