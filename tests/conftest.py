@@ -9,6 +9,7 @@ locks and use what it built; its result is never trusted on its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,5 +43,6 @@ def pytest_unconfigure(config):
         # The session ended before it finished (interrupted, or a run that needed only
         # some images): stop it and its children; a build killed half-way leaves only a
         # .partial directory or an unfinished docker build, never an image that is used.
-        os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may end between poll() and here
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
