@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from saltfactories.daemons.container import SaltMinion as ContainerSaltMinion
 
+from _modules import k8snode as k8snode_api
 from tests.support import harness
 from tests.support.harness import CAP_ADD, RELEASES, minion_id, salt_run
 from tests.support.node_fixtures import fresh_nodes, host_kernel_guard, pristine_net_values  # noqa: F401 (fixtures)
@@ -250,3 +251,13 @@ def start_minion(salt_master, test_network, minion_images):
         # Forget its key, or later `salt '*'` calls would wait for a minion that is gone.
         if master.is_running():
             master.salt_key_cli().run("--delete", minion.id, "--yes")
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """The k8snode API package with empty dunders: the sysctl oracle tests call its
+    read-only functions on temporary trees, never through Salt."""
+    monkeypatch.setattr(k8snode_api, "__grains__", {}, raising=False)
+    monkeypatch.setattr(k8snode_api, "__pillar__", {}, raising=False)
+    monkeypatch.setattr(k8snode_api, "__salt__", {}, raising=False)
+    return k8snode_api

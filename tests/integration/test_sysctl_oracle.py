@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from hypothesis import strategies as st
 
-from _modules import k8snode as k8snode_api
 from _modules.k8snode import sysctl_boot
 from tests.support import harness
 from tests.support.sysctl_oracle import drawn, first_disagreement, running_oracle, shrink_against, write_tree
@@ -42,14 +41,6 @@ def oracle(docker_client):
     with running_oracle(harness.owner_labels()) as driver:
         assert driver.lib == "/usr/lib", "the oracle image must be merged-/usr like Debian 12"
         yield driver
-
-
-@pytest.fixture
-def api(monkeypatch):
-    monkeypatch.setattr(k8snode_api, "__grains__", {}, raising=False)
-    monkeypatch.setattr(k8snode_api, "__pillar__", {}, raising=False)
-    monkeypatch.setattr(k8snode_api, "__salt__", {}, raising=False)
-    return k8snode_api
 
 
 def model_values(api, files):

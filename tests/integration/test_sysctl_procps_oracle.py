@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from _modules import k8snode as k8snode_api
 from _modules.k8snode import sysctl_boot
 from tests.integration.test_sysctl_oracle import COMPARED, SENTINELS, show, trees
 from tests.support import harness
@@ -43,14 +42,6 @@ def oracles(minion_images):
         for release, driver in drivers.items():
             assert driver.version == f"sysctl from procps-ng {PROCPS_OF[release]}", driver.version
         yield drivers
-
-
-@pytest.fixture
-def api(monkeypatch):
-    monkeypatch.setattr(k8snode_api, "__grains__", {}, raising=False)
-    monkeypatch.setattr(k8snode_api, "__pillar__", {}, raising=False)
-    monkeypatch.setattr(k8snode_api, "__salt__", {}, raising=False)
-    return k8snode_api
 
 
 def model_values(api, files, version_line, keys=COMPARED):
