@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import MASTER_START_TIMEOUT, _container_minion
 from tests.support import harness, nodes
-from tests.support.harness import REPO_ROOT, salt_cmd, salt_run  # noqa: F401
+from tests.support.harness import REPO_ROOT, salt_run
 
 INTERVAL = 1
 FORWARD = "sysctl:net.ipv4.ip_forward"
