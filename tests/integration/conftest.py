@@ -9,6 +9,9 @@ Fixtures (see tests/support/harness.py for the helpers they use):
 * ``master_config_overrides`` (session) -- ``{}``; override it (in a conftest) to add master
   config such as ``reactor`` to the session master.
 * ``salt_master`` (session) -- the started master, listening on the network's gateway.
+* ``local_client`` (session) -- an in-process ``salt.client.LocalClient`` of ``salt_master``
+  for the harness's own plumbing (resets, pings, reboots): no ``salt`` CLI start (about
+  1 to 2 s) per call.  What a test examines goes through the ``salt`` CLI, as a user's.
 * ``minions`` (session) -- ``{release: minion}`` for bullseye, bookworm, trixie, started
   and synced (``saltutil.sync_all`` through the master).
 * ``minion_bullseye`` / ``minion_bookworm`` / ``minion_trixie`` (session).
@@ -146,6 +149,15 @@ def salt_master(salt_factories, test_network, extension_root, master_config_over
     )
     with factory.started(start_timeout=MASTER_START_TIMEOUT):
         yield factory
+
+
+@pytest.fixture(scope="session")
+def local_client(salt_master):
+    import salt.client
+
+    client = salt.client.LocalClient(mopts=salt_master.config.copy())
+    yield client
+    client.destroy()
 
 
 def _container_minion(master, network, image: str, mid: str, overrides=None):

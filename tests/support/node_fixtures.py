@@ -20,8 +20,7 @@ def pristine_net_values(minions):
 
 
 @pytest.fixture
-def fresh_nodes(salt_master, minions, pristine_net_values):
+def fresh_nodes(local_client, minions, pristine_net_values):
     """The three minions, each returned to what it was when it started."""
-    for release, minion in minions.items():
-        nodes.reset_node(salt_master, minion, pristine_net_values[release])
+    nodes.reset_nodes(local_client, minions, pristine_net_values)
     return minions

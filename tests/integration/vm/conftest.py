@@ -59,17 +59,14 @@ def vm_session_dir(vm_images):
 
 
 @pytest.fixture(scope="session")
-def vm_link(salt_master, salt_factories):
-    """The VM's plumbing (pings, guest commands, reboots) goes through the master with an
-    in-process LocalClient: no salt CLI start (about 2 s) per call.  What the tests
-    examine (state.apply, k8snode.audit) goes through the salt CLI, as a user would."""
-    import salt.client
-
+def vm_link(salt_master, salt_factories, local_client):
+    """The VM's plumbing (pings, guest commands, reboots) goes through the master with the
+    in-process ``local_client``.  What the tests examine (state.apply, k8snode.audit) goes
+    through the salt CLI, as a user would."""
     listener = salt_factories.event_listener
-    client = salt.client.LocalClient(mopts=salt_master.config.copy())
 
     def salt(minion_id, fun, *args, timeout=harness.SALT_TIMEOUT, **kwargs):
-        returns = client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
+        returns = local_client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
         if minion_id not in returns:
             return 1, None
         return 0, returns[minion_id]
@@ -79,14 +76,13 @@ def vm_link(salt_master, salt_factories):
         return listener.wait_for_events([pattern], timeout=timeout, after_time=since).found_all_events
 
     config = salt_master.config
-    yield vm.MasterLink(
+    return vm.MasterLink(
         host=config["interface"],
         ret_port=int(config["ret_port"]),
         publish_port=int(config["publish_port"]),
         salt=salt,
         wait_started=wait_started,
     )
-    client.destroy()
 
 
 def _forget_key(salt_master, minion_id):
