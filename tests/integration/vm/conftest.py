@@ -9,7 +9,7 @@ Fixtures:
 * ``vm_link`` (session) -- how a VM reaches the session master (QEMU user-mode network,
   guestfwd to the master's address and ports) and how tests talk to its minion.
 * ``fresh_vm`` (function) -- ``fresh_vm(release="bookworm")``: a booted, never-prepared
-  node (a qcow2 overlay of the image, ``saltutil.sync_all`` run on it); killed (by PID)
+  node (a qcow2 overlay of the image, the k8snode modules synced to it); killed (by PID)
   after the test, its minion key deleted.  On failure the test report gets the tail of
   its serial console.
 
@@ -102,7 +102,7 @@ def fresh_vm(request, salt_master, vm_images, vm_session_dir, vm_link):
         started.append(node)
         try:
             node.boot()
-            vm.sync_all(node)
+            vm.sync_extension(node)
         except vm.VmError as exc:
             pytest.fail(str(exc), pytrace=False)
         return node
