@@ -6,7 +6,7 @@ PY_DIRS := _modules _beacons _states _runners _output saltext setup.py images sc
 .PHONY: setup images test demo lint bench
 
 setup:
-	bash scripts/bootstrap.sh
+	bash scripts/bootstrap.sh $(BOOTSTRAP_FLAGS)
 
 images: setup
 	$(PYTHON) images/build.py
@@ -14,7 +14,9 @@ images: setup
 
 # All layers: tests/unit (no Docker), tests/functional, tests/integration (containers,
 # and real-node VMs in tests/integration/vm: `pytest -m real_node` runs only those).
-# The images build in the background while unit and functional run (tests/conftest.py).
+# The images build in the background from the moment the Docker engine is up, while the
+# venv installs and unit and functional run (scripts/bootstrap.sh, tests/conftest.py).
+test: BOOTSTRAP_FLAGS = --images-in-background
 test: setup lint
 	$(PYTHON) -m pytest --durations=25
 

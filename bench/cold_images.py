@@ -8,7 +8,7 @@ Run from the repository root with the project's venv::
 For each mode (``K8SNODE_IMAGE_JOBS``: 2 = two releases at a time, 1 = one after
 another), ``images/build.py`` then ``images/vm_build.py`` run from nothing: under a
 throw-away tag prefix (``K8SNODE_IMAGE_PREFIX=k8snode-cold<jobs>-<pid>``) and a
-throw-away cache directory (``K8SNODE_IMAGE_CACHE``), so debootstrap, every docker
+throw-away cache directory (``K8SNODE_IMAGE_CACHE``), so mmdebstrap, every docker
 layer, pip and apt start cold, and the images other checkouts use now are not touched.
 Both modes run in the same process, one after the other, under the machine-wide suite
 lock (its wait is printed).  The throw-away images and directories are removed at the

@@ -3,10 +3,17 @@
 
 For each release:
 
-1. ``debootstrap --variant=minbase`` into ``.cache/rootfs/<release>``;
-2. ``tar -C ROOTFS -c . | docker import - k8snode-base:<release>-<hash>``;
-3. ``docker build --network host`` of ``images/minion.Dockerfile`` on top of that
+1. ``mmdebstrap --variant=minbase --include=... <release> - | docker import - k8snode-base:<release>-<hash>``:
+   Debian's own packages, the root tree streamed as a tar straight into docker;
+2. ``docker build --network host`` of ``images/minion.Dockerfile`` on top of that
    base: Salt from PyPI in a venv at ``/opt/salt``, ``python`` and ``salt-*`` on PATH.
+
+mmdebstrap, not debootstrap: it downloads with apt, in parallel, and writes a tar to
+stdout (no tree on disk to pack and delete).  Measured side by side on this machine,
+one release at a time: bookworm 18 s against debootstrap's 39 s, trixie 20 s against
+43 s.  The compiler Salt's timelib needs is in the base for the same reason: one apt
+run for everything instead of an ``apt-get update`` and a second install in the
+Dockerfile.
 
 The final tag is ``k8snode-minion:<release>-<hash>``, where the hash covers every input
 (Dockerfile text, this file's text, the release, the Salt version, the base packages,
@@ -44,7 +51,6 @@ IMAGES_DIR = REPO_ROOT / "images"
 # build measured beside the images other checkouts use right now); the hashes ignore them.
 CACHE_DIR = Path(os.environ.get("K8SNODE_IMAGE_CACHE") or REPO_ROOT / ".cache")
 IMAGE_PREFIX = os.environ.get("K8SNODE_IMAGE_PREFIX") or "k8snode"
-ROOTFS_DIR = CACHE_DIR / "rootfs"
 # Images live in the one docker engine, shared by every checkout on the machine:
 # so is the lock that serialises their builds.
 LOCK_FILE = Path(tempfile.gettempdir()) / "k8snode-images.lock"
@@ -55,7 +61,26 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 MIRROR = "http://deb.debian.org/debian"
 VARIANT = "minbase"
-BASE_PACKAGES = ("python3", "python3-venv", "procps", "kmod", "iproute2", "ca-certificates")
+# gcc, libc6-dev, python3-dev: Salt's dependency timelib has no wheel for these Pythons
+# and builds from source in the Dockerfile's pip install.
+BASE_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "procps",
+    "kmod",
+    "iproute2",
+    "ca-certificates",
+    "gcc",
+    "libc6-dev",
+    "python3-dev",
+)
+BASE_BUILDER = "mmdebstrap"
+# /bin, /lib, /lib64 and /sbin as links into /usr on every release, as debootstrap made
+# them: mmdebstrap merges bookworm and trixie but leaves bullseye unmerged (and its
+# merged-usr hook fails there), and the sysctl oracles clean /usr/lib/sysctl.d expecting
+# /lib/sysctl.d to be the same directory.  The recipe is mmdebstrap's manual's own.
+MERGE_USR = 'for d in bin sbin lib lib64; do ln -s usr/$d "$1/$d"; mkdir -p "$1/usr/$d"; done'
+SETUP_HOOKS: dict[str, tuple[str, ...]] = {"bullseye": (MERGE_USR,)}
 
 # release -> Salt version installed from PyPI.  bullseye ships Python 3.9: Salt 3008 needs
 # a newer Python, so it gets the newest 3006 LTS release that installs there.
@@ -72,7 +97,7 @@ HASH_LEN = 12
 
 
 class ImageBuildError(RuntimeError):
-    """An image could not be built (docker, debootstrap or pip failed)."""
+    """An image could not be built (docker, mmdebstrap or pip failed)."""
 
 
 def _log(msg: str) -> None:
@@ -97,7 +122,8 @@ def _constraints_text(release: str) -> str:
 
 
 def base_hash(release: str) -> str:
-    return _sha("base-v1", release, MIRROR, VARIANT, ",".join(BASE_PACKAGES))
+    hooks = "\n".join(SETUP_HOOKS.get(release, ()))
+    return _sha("base-v2", BASE_BUILDER, hooks, release, MIRROR, VARIANT, ",".join(BASE_PACKAGES))
 
 
 def base_tag(release: str) -> str:
@@ -183,51 +209,23 @@ def _build_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _debootstrap(release: str) -> Path:
-    """Debootstrap ``release`` into .cache/rootfs/<release> (reused if complete)."""
-    target = ROOTFS_DIR / release
-    stamp = ROOTFS_DIR / f"{release}.stamp"
-    if target.is_dir() and stamp.exists() and stamp.read_text().strip() == base_hash(release):
-        _log(f"{release}: reusing rootfs {target}")
-        return target
-    if shutil.which("debootstrap") is None:
-        raise ImageBuildError("debootstrap is not installed: run `make setup`")
-    partial = ROOTFS_DIR / f"{release}.partial"
-    for stale in (target, partial):
-        if stale.exists():
-            shutil.rmtree(stale)
-    stamp.unlink(missing_ok=True)
-    ROOTFS_DIR.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    _run(
-        [
-            "debootstrap",
-            f"--variant={VARIANT}",
-            "--include=" + ",".join(BASE_PACKAGES),
-            release,
-            str(partial),
-            MIRROR,
-        ],
-        f"debootstrap-{release}.log",
-    )
-    # Downloaded .debs are not part of the image.
-    archives = partial / "var" / "cache" / "apt" / "archives"
-    for deb in archives.glob("*.deb"):
-        deb.unlink()
-    partial.rename(target)
-    stamp.write_text(base_hash(release) + "\n")
-    _log(f"{release}: debootstrap done in {time.monotonic() - started:.0f}s")
-    return target
-
-
 def _import_base(release: str) -> str:
+    """``mmdebstrap ... | docker import``: the release's base image (reused if it exists)."""
     tag = base_tag(release)
     if image_exists(tag):
         _log(f"{release}: base image {tag} exists")
         return tag
-    rootfs = _debootstrap(release)
-    _log(f"{release}: importing {rootfs} as {tag}")
-    tar_argv = ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."]
+    if shutil.which(BASE_BUILDER) is None:
+        raise ImageBuildError(f"{BASE_BUILDER} is not installed: run `make setup`")
+    bootstrap_argv = [
+        BASE_BUILDER,
+        f"--variant={VARIANT}",
+        "--include=" + ",".join(BASE_PACKAGES),
+        *(f"--setup-hook={hook}" for hook in SETUP_HOOKS.get(release, ())),
+        release,
+        "-",  # the tree as a tar on stdout
+        MIRROR,
+    ]
     import_argv = [
         "docker",
         "import",
@@ -238,18 +236,27 @@ def _import_base(release: str) -> str:
         "-",
         tag,
     ]
-    tar = subprocess.Popen(tar_argv, stdout=subprocess.PIPE)
-    try:
-        imp = subprocess.run(import_argv, stdin=tar.stdout, stdout=subprocess.DEVNULL, check=False)
-    finally:
-        assert tar.stdout is not None
-        tar.stdout.close()
-        tar_rc = tar.wait()
-    if tar_rc != 0 or imp.returncode != 0:
-        raise ImageBuildError(f"{release}: tar ({tar_rc}) | docker import ({imp.returncode}) failed")
-    # The base image in docker is the cache from now on: drop the big tree.
-    shutil.rmtree(rootfs, ignore_errors=True)
-    (ROOTFS_DIR / f"{release}.stamp").unlink(missing_ok=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{BASE_BUILDER}-{release}.log"
+    _log(f"$ {' '.join(bootstrap_argv)} | {' '.join(import_argv)}  (log: {log_path})")
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        bootstrap = subprocess.Popen(bootstrap_argv, stdout=subprocess.PIPE, stderr=log)
+        try:
+            imported = subprocess.run(import_argv, stdin=bootstrap.stdout, stdout=log, stderr=log, check=False)
+        finally:
+            assert bootstrap.stdout is not None
+            bootstrap.stdout.close()
+            bootstrap_rc = bootstrap.wait()
+    if bootstrap_rc != 0 or imported.returncode != 0:
+        # docker import may have made an image of a tar cut short: never leave that tag.
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, check=False)
+        tail = log_path.read_text(errors="replace").splitlines()[-40:]
+        raise ImageBuildError(
+            f"{release}: {BASE_BUILDER} ({bootstrap_rc}) | docker import ({imported.returncode}) failed\n"
+            f"--- last lines of {log_path} ---\n" + "\n".join(tail)
+        )
+    _log(f"{release}: base image {tag} in {time.monotonic() - started:.0f}s")
     return tag
 
 
@@ -334,7 +341,7 @@ def _verify(release: str, tag: str) -> None:
 def build_jobs() -> int:
     """How many releases build at once: ``K8SNODE_IMAGE_JOBS``, else 3 (all of them).
 
-    A release's build is mostly waiting (debootstrap on the network and dpkg, pip on
+    A release's build is mostly waiting (mmdebstrap on the network and dpkg, pip on
     PyPI). With two at a time, a cold run on 2 cores built bullseye and bookworm side by
     side in 150 s and then trixie alone in 94 s: the third release's wait is what the
     pool of two left on the critical path."""

@@ -1,5 +1,6 @@
-# k8snode minion image: a debootstrapped Debian base (imported by images/build.py,
-# no registry involved) plus Salt from PyPI in a venv at /opt/salt.
+# k8snode minion image: a Debian base made by mmdebstrap from Debian's packages (imported
+# by images/build.py, no registry involved; it has the compiler Salt's timelib needs)
+# plus Salt from PyPI in a venv at /opt/salt.
 #
 # Built by images/build.py with `docker build --network host`; do not build by hand.
 ARG BASE_IMAGE
@@ -16,13 +17,6 @@ ENV DEBIAN_FRONTEND=noninteractive \
 # The machine's CA bundle: pip only reaches PyPI through it.
 COPY ca-certificates.crt /etc/k8snode/build-ca.crt
 COPY constraints.txt /etc/k8snode/constraints.txt
-
-# Salt's dependency timelib has no wheel for these Pythons: it builds from source.
-RUN set -e; \
-    apt-get update; \
-    apt-get install -y --no-install-recommends gcc libc6-dev python3-dev; \
-    apt-get clean; \
-    rm -rf /var/lib/apt/lists/*
 
 # `python` must be a wrapper, not a symlink: a symlinked venv python does not find
 # its venv (pyvenv.cfg) on older Pythons.  The salt-* scripts can be symlinked.

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Build every image the integration tests need: the minion images, then the VM images.
+"""Build every image the integration tests need: the minion images, the images derived
+from them (images/derived.py), then the VM images.
 
 ``make test`` starts this in the background when the session collected integration
 tests (``tests/conftest.py``), so that a cold machine builds its images while the unit
@@ -15,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from images import build, vm_build  # noqa: E402 (needs the repository on sys.path)
+from images import build, derived, vm_build  # noqa: E402 (needs the repository on sys.path)
 
 
 def main() -> int:
-    return build.main([]) or vm_build.main([])
+    return build.main([]) or derived.main([]) or vm_build.main([])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-# k8snode real-node VM image: the minion image's rootfs (same debootstrap recipe, same
+# k8snode real-node VM image: the minion image's rootfs (same mmdebstrap recipe, same
 # Salt in /opt/salt) plus systemd, udev, kmod and Debian's stock cloud kernel, so that
 # /boot/vmlinuz-* and /lib/modules/* match.  images/vm_build.py exports the result to a
 # tree, strips what says "container", and makes an ext4 disk image of it (mkfs.ext4 -d).

@@ -4,7 +4,7 @@
 For each release (bookworm, trixie):
 
 1. the minion image ``k8snode-minion:<release>-<hash>`` (images/build.py: the same
-   debootstrap recipe, Salt in /opt/salt) is built or reused;
+   mmdebstrap recipe, Salt in /opt/salt) is built or reused;
 2. ``docker build --network host`` of ``images/vm.Dockerfile`` FROM it adds systemd,
    udev, kmod, initramfs-tools and Debian's ``linux-image-cloud-amd64`` (kernel and
    /lib/modules match), a salt-minion unit, systemd-networkd DHCP on ``en*``;

@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
 # Prepare this machine for the k8snode tests and demo; idempotent, safe to re-run.
 #
-#  - the Docker engine (Debian's docker.io), debootstrap and QEMU (qemu-system-x86,
+#  - the Docker engine (Debian's docker.io), mmdebstrap and QEMU (qemu-system-x86,
 #    qemu-utils: the real-node VMs), installed when missing;
 #  - dockerd started in the background when `docker info` fails (log: .cache/dockerd.log);
 #  - .venv with requirements/test.txt, reinstalled only when that file changes.
+#
+# With --images-in-background (`make test`): as soon as the engine is up, start
+# images/prebuild.py (stdlib only: the machine's python3) in its own session, so that a
+# cold machine builds its images while the venv installs and the unit and functional
+# layers run; its PID goes to .cache/images-background.pid and tests/conftest.py takes
+# it over (and stops it if the session ends first).
 set -euo pipefail
+
+IMAGES_IN_BACKGROUND=0
+for arg in "$@"; do
+    case "$arg" in
+        --images-in-background) IMAGES_IN_BACKGROUND=1 ;;
+        *) printf '[bootstrap] ERROR: unknown argument %s (accepted: --images-in-background)\n' "$arg" >&2; exit 2 ;;
+    esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO_ROOT=$(pwd)
@@ -30,8 +44,8 @@ packages=()
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
     packages+=(docker.io)
 fi
-if ! command -v debootstrap >/dev/null 2>&1; then
-    packages+=(debootstrap)
+if ! command -v mmdebstrap >/dev/null 2>&1; then
+    packages+=(mmdebstrap)
 fi
 if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
     packages+=(qemu-system-x86)
@@ -45,7 +59,7 @@ if [ "${#packages[@]}" -gt 0 ]; then
     "${SUDO[@]}" apt-get update -q >/dev/null
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
 else
-    say "docker, debootstrap and qemu present"
+    say "docker, mmdebstrap and qemu present"
 fi
 
 # --- the Docker engine -------------------------------------------------------------
@@ -70,6 +84,20 @@ else
         die "dockerd did not answer \`docker info\` (see .cache/dockerd.log)"
     fi
     say "docker engine is up"
+fi
+
+# --- the images, in the background -------------------------------------------------
+if [ "$IMAGES_IN_BACKGROUND" = 1 ]; then
+    PID_FILE="$CACHE_DIR/images-background.pid"
+    old=$(cat "$PID_FILE" 2>/dev/null || true)
+    if [ -n "$old" ] && grep -q prebuild.py "/proc/$old/cmdline" 2>/dev/null; then
+        say "images are already building in the background (pid $old)"
+    else
+        mkdir -p "$CACHE_DIR/logs"
+        setsid python3 images/prebuild.py >"$CACHE_DIR/logs/images-background.log" 2>&1 </dev/null &
+        echo $! >"$PID_FILE"
+        say "building the images in the background (pid $!, log: .cache/logs/images-background.log)"
+    fi
 fi
 
 # --- the test venv -------------------------------------------------------------------

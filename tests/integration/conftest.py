@@ -55,13 +55,6 @@ def pytest_configure(config):
         signal.signal(signal.SIGTERM, _sigterm)
 
 
-def pytest_unconfigure(config):
-    # Salt's in-process log handlers flush daemon records at interpreter exit, after
-    # pytest has closed its capture streams: that only prints "--- Logging error ---"
-    # tracebacks about closed files.  The run is over; keep its output readable.
-    logging.raiseExceptions = False
-
-
 # --------------------------------------------------------------------------------------
 # Docker
 # --------------------------------------------------------------------------------------

@@ -3,8 +3,6 @@ reactor and heal runner on a real master, node_exporter serving the metrics, the
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 import time
 import urllib.request
 
@@ -64,24 +62,10 @@ def drift_master(salt_factories, test_network, extension_root, tmp_path_factory)
 
 @pytest.fixture(scope="module")
 def node_exporter_image(minion_images):
-    """The bookworm minion image plus Debian's prometheus-node-exporter (built once, cached by tag)."""
-    from images.build import image_exists
+    """The bookworm minion image plus Debian's prometheus-node-exporter (images/derived.py)."""
+    from images import derived
 
-    dockerfile = REPO_ROOT / "images" / "node-exporter.Dockerfile"
-    base = minion_images["bookworm"]
-    digest = hashlib.sha256(dockerfile.read_bytes() + base.encode()).hexdigest()[:12]
-    tag = f"k8snode-node-exporter:bookworm-{digest}"
-    if not image_exists(tag):
-        build = subprocess.run(
-            ["docker", "build", "--network", "host", "--build-arg", f"MINION_IMAGE={base}", "-t", tag, "-f"]
-            + [str(dockerfile), str(dockerfile.parent)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={"DOCKER_BUILDKIT": "0", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-        assert build.returncode == 0, f"building {tag} failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}"
-    return tag
+    return derived.ensure_derived("node-exporter")
 
 
 @pytest.fixture(scope="module")

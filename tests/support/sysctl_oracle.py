@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
-import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 
-from images import build
+from images import derived
 
-DOCKERFILE = build.IMAGES_DIR / "systemd-sysctl.Dockerfile"
-ORACLE_REPO = "k8snode-sysctl-oracle"
-BASE_RELEASE = "bookworm"
 SYSTEMD_SYSCTL = "/lib/systemd/systemd-sysctl"
 SYSCTL_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
 
@@ -99,30 +94,12 @@ for line in sys.stdin:
 
 
 def oracle_tag() -> str:
-    digest = build._sha("sysctl-oracle-v1", build.minion_tag(BASE_RELEASE), DOCKERFILE.read_bytes())
-    return f"{ORACLE_REPO}:{BASE_RELEASE}-{digest}"
+    return derived.derived_tag("sysctl-oracle")
 
 
 def ensure_oracle_image() -> str:
-    """Build the oracle image unless its tag (a hash of its inputs) exists."""
-    base = build.ensure_images([BASE_RELEASE])[BASE_RELEASE]
-    tag = oracle_tag()
-    if build.image_exists(tag):
-        return tag
-    with build._build_lock():
-        if not build.image_exists(tag):
-            started = time.monotonic()
-            build._run(
-                [
-                    "docker", "build", "--network", "host", "--label", build.LABEL,
-                    "--build-arg", f"BASE_IMAGE={base}", "--tag", tag,
-                    "--file", str(DOCKERFILE), str(DOCKERFILE.parent / "constraints"),
-                ],
-                "build-sysctl-oracle.log",
-                env=dict(os.environ, DOCKER_BUILDKIT="0"),
-            )  # fmt: skip
-            build._log(f"sysctl oracle: built {tag} in {time.monotonic() - started:.0f}s")
-    return tag
+    """Build the oracle image unless its tag (a hash of its inputs) exists (images/derived.py)."""
+    return derived.ensure_derived("sysctl-oracle")
 
 
 class Oracle:
