@@ -29,7 +29,7 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-pytestmark = pytest.mark.real_node
+pytestmark = pytest.mark.real_node(release="bookworm")
 
 # Test 2 asks for k3s (nf_conntrack) and the IPVS set; test 3 for evidence the kernel
 # would not produce by itself (max_map_count's floor).
@@ -40,7 +40,7 @@ ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "ip_vs_rr", "ip_vs_wrr", "ip_vs
 
 
 def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, fresh_vm):
-    node = fresh_vm("bookworm")
+    node = fresh_vm()
     _a_fresh_node_is_a_vm_and_not_ready(salt_master, node)  # issue 11, test 1
     _nftables_needs_a_module_that_exists_but_is_not_loaded(salt_master, node)  # issue 14
     predicted = _state_apply_loads_the_modules_with_modprobe(salt_master, node)  # test 2

@@ -24,7 +24,7 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-pytestmark = pytest.mark.real_node
+pytestmark = pytest.mark.real_node(release="trixie")
 
 NAIVE_FILE = "/etc/sysctl.d/50-naive-writer.conf"
 NAIVE_TEXT = "net.ipv4.conf.all.log_martians = 1\n"
@@ -43,7 +43,7 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     k8snode written its files that way, systemd would find them empty or absent at boot
     and load and set nothing.
     """
-    node = fresh_vm("trixie")
+    node = fresh_vm()
     kernel = node.sh("uname -r").strip()
     assert not set(ONLY_SYSTEMD_LOADS) & proc_modules(node)
     fresh = audit(salt_master, node, **SETTINGS)

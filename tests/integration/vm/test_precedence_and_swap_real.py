@@ -38,7 +38,7 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-pytestmark = pytest.mark.real_node
+pytestmark = pytest.mark.real_node(release="bookworm")
 
 IP_FORWARD = "sysctl:net.ipv4.ip_forward"
 SYSCTL_CONF_LINK = "/etc/sysctl.d/99-sysctl.conf"
@@ -66,7 +66,7 @@ sync
 
 
 def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_says(salt_master, fresh_vm):
-    node = fresh_vm("bookworm")
+    node = fresh_vm()
     # Debian 12: procps links 99-sysctl.conf to /etc/sysctl.conf, read after 99-k8snode.conf.
     assert node.sh(f"readlink {SYSCTL_CONF_LINK}").strip() == "../sysctl.conf"
     node.sh(SETUP)
