@@ -122,7 +122,8 @@ def _next_release(item) -> str | None:
 
 @pytest.fixture(scope="session")
 def vm_nodes_ahead(salt_master, vm_images, vm_session_dir, vm_link):
-    """``{release: [VmNode]}``: nodes whose QEMU started before a test asked for them."""
+    """``(ahead, start)``: ``ahead`` is ``{release: [VmNode]}``, nodes whose QEMU started
+    before a test asked for them; ``start(release)`` starts one more (a numbered minion id)."""
     ahead: dict[str, list[vm.VmNode]] = {}
     counter = itertools.count(1)
 
