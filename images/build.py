@@ -163,11 +163,13 @@ def _run(argv: list[str], log_name: str, **kwargs) -> None:
         except FileNotFoundError as exc:
             raise ImageBuildError(f"{argv[0]} not found: run `make setup` (scripts/bootstrap.sh)") from exc
     if proc.returncode != 0:
-        tail = log_path.read_text(errors="replace").splitlines()[-40:]
-        raise ImageBuildError(
-            f"command failed with exit code {proc.returncode}: {' '.join(argv)}\n"
-            f"--- last lines of {log_path} ---\n" + "\n".join(tail)
-        )
+        raise _failure(f"command failed with exit code {proc.returncode}: {' '.join(argv)}", log_path)
+
+
+def _failure(message: str, log_path: Path) -> ImageBuildError:
+    """``message`` and the last 40 lines of the log that tells why."""
+    tail = log_path.read_text(errors="replace").splitlines()[-40:]
+    return ImageBuildError(f"{message}\n--- last lines of {log_path} ---\n" + "\n".join(tail))
 
 
 def image_exists(tag: str) -> bool:
@@ -251,10 +253,8 @@ def _import_base(release: str) -> str:
     if bootstrap_rc != 0 or imported.returncode != 0:
         # docker import may have made an image of a tar cut short: never leave that tag.
         subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, check=False)
-        tail = log_path.read_text(errors="replace").splitlines()[-40:]
-        raise ImageBuildError(
-            f"{release}: {BASE_BUILDER} ({bootstrap_rc}) | docker import ({imported.returncode}) failed\n"
-            f"--- last lines of {log_path} ---\n" + "\n".join(tail)
+        raise _failure(
+            f"{release}: {BASE_BUILDER} ({bootstrap_rc}) | docker import ({imported.returncode}) failed", log_path
         )
     _log(f"{release}: base image {tag} in {time.monotonic() - started:.0f}s")
     return tag

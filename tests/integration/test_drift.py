@@ -61,7 +61,7 @@ def drift_master(salt_factories, test_network, extension_root, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def node_exporter_image(minion_images):
+def node_exporter_image():
     """The bookworm minion image plus Debian's prometheus-node-exporter (images/derived.py)."""
     from images import derived
 

@@ -93,10 +93,6 @@ for line in sys.stdin:
 """
 
 
-def oracle_tag() -> str:
-    return derived.derived_tag("sysctl-oracle")
-
-
 def ensure_oracle_image() -> str:
     """Build the oracle image unless its tag (a hash of its inputs) exists (images/derived.py)."""
     return derived.ensure_derived("sysctl-oracle")

@@ -368,8 +368,8 @@ class VmNode:
         self.start()
         return self.wait_booted()
 
-    def boot_id(self) -> str:
-        return self.sh("cat /proc/sys/kernel/random/boot_id").strip()
+    def boot_id(self, timeout: int = 120) -> str:
+        return self.sh("cat /proc/sys/kernel/random/boot_id", timeout=timeout).strip()
 
     def _restart(self, what: str, trigger: Callable[[], str]) -> float:
         """``trigger()`` ends the current boot and returns its boot id; wait for a minion
@@ -384,7 +384,7 @@ class VmNode:
                 # Short: the old boot's minion may answer a ping and then go down under
                 # this call, and Salt would wait out the whole timeout for its return
                 # (seen in the demo, which has no start event to wait for: 134 s).
-                after = self.sh("cat /proc/sys/kernel/random/boot_id", timeout=BOOT_ID_TIMEOUT).strip()
+                after = self.boot_id(timeout=BOOT_ID_TIMEOUT)
             except (VmError, AssertionError):
                 after = before  # the minion went down under the call
             if after != before:

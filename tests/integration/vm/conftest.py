@@ -155,14 +155,13 @@ def fresh_vm(request, salt_master, vm_nodes_ahead):
         node = waiting.pop(0) if waiting else start(release)
         started.append(node)
         try:
-            booted = node.wait_booted()
+            node.wait_booted()
             vm.sync_extension(node)
         except vm.VmError as exc:
             pytest.fail(str(exc), pytrace=False)
         following = _next_release(request.node) if START_AHEAD else None
         if following is not None and not ahead.get(following):
             ahead.setdefault(following, []).append(start(following))
-        log.info("%s: booted %.1f s after its QEMU start", node.minion_id, booted)
         return node
 
     yield _start
