@@ -84,12 +84,22 @@ def _clean(kwargs):
     return {key: value for key, value in kwargs.items() if not key.startswith("__")}
 
 
+def _node_reader(root):
+    """What ``root``'s files say of the Kubernetes installed there, per distribution."""
+    from . import kubelet
+
+    def read_node(distribution):
+        return {"installed": kubelet.installed_releases(root), **kubelet.node_settings(root, distribution)}
+
+    return read_node
+
+
 def _resolve(distribution, root, pillar, overrides):
     from .resolve import resolve
 
     if pillar is None:
         pillar = _pillar_settings()
-    return resolve(distribution, _requirement_settings(pillar), _clean(overrides), _identity(root))
+    return resolve(distribution, _requirement_settings(pillar), _clean(overrides), _identity(root), _node_reader(root))
 
 
 def _os_boot(root):

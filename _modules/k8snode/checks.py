@@ -5,7 +5,7 @@ one check each, as data (``status``, ``required``, ``expected``, ``live``,
 Read-only: it reads /proc, /sys and /etc and starts no process.
 """
 
-from . import host, kernel, swap, sysctl_boot
+from . import host, kernel, release_checks, sysctl_boot
 from .tables import KERNEL_CONFIG_REQUIRED
 
 
@@ -233,26 +233,6 @@ def _pattern_check(key, requirement, boot, root, writers=()):
     )
 
 
-def _swap_check(policy, root):
-    found = swap.swap_status(root)
-    active, at_boot = found["active"], found["at_boot"]
-    problems = [f"active: {device}" for device in active] + [f"at boot: {where}" for where in at_boot]
-    if policy["policy"] == "ignore":
-        return _check("ok", False, "any", active, at_boot, "swap is not checked (policy ignore)")
-    if not problems:
-        return _check("ok", policy["policy"] == "off", "no swap", [], [], "no swap now and none at boot")
-    return _check(
-        "fail" if policy["policy"] == "off" else "warn",
-        policy["policy"] == "off",
-        "no swap",
-        active,
-        at_boot,
-        "swap is on: " + "; ".join(problems),
-        lost_at_reboot=False,
-        source=policy["source"],
-    )
-
-
 def _kernel_config_check(facts):
     if not facts["config"]:
         return _check(
@@ -274,39 +254,6 @@ def _kernel_config_check(facts):
         [],
         None,
         f"all kubeadm options present in {facts['config_source']}",
-    )
-
-
-def _mount_types(root, mount_point):
-    """The filesystem types mounted at ``mount_point`` (/proc/mounts), in mount order."""
-    text = host.read_text(host.path(root, "proc/self/mounts")) or host.read_text(host.path(root, "proc/mounts"))
-    return [
-        fields[2]
-        for fields in (line.split() for line in (text or "").splitlines())
-        if len(fields) >= 3 and fields[1] == mount_point
-    ]
-
-
-def _cgroup_version(root):
-    types = _mount_types(root, "/sys/fs/cgroup")
-    if not types:
-        return None
-    return 2 if types[0] == "cgroup2" else 1
-
-
-def _cgroup_check(root):
-    version = _cgroup_version(root)
-    if version == 2:
-        return _check("ok", False, "cgroup v2", "v2", None, "cgroup v2 is mounted at /sys/fs/cgroup")
-    return _check(
-        "warn",
-        False,
-        "cgroup v2",
-        f"v{version}" if version else None,
-        None,
-        "cgroup v1: kubeadm warns, and kubelet refuses it from 1.35 by default"
-        if version
-        else "no cgroup mount at /sys/fs/cgroup",
     )
 
 
@@ -336,7 +283,7 @@ def _kernel_floor_check(floors, release):
 
 
 def _mount_check(mount_point, mount, root):
-    types = _mount_types(root, mount_point)
+    types = host.mount_types(root, mount_point)
     fstype = mount["fstype"]
     if fstype in types:
         detail = f"{fstype} filesystem mounted at {mount_point}"
@@ -369,11 +316,19 @@ def audit(resolved, root):
             checks[f"sysctl:{key}"] = _pattern_check(key, requirement, boot, root, writers)
         else:
             checks[f"sysctl:{key}"] = _sysctl_check(key, requirement, boot, root, module_states, writers)
-    checks["swap"] = _swap_check(resolved["swap"], root)
+    cgroup = release_checks.cgroup_version(root)
+    checks["swap"] = release_checks.swap_check(resolved, root, cgroup, facts["release"])
     checks["kernel_config"] = _kernel_config_check(facts)
-    checks["cgroup"] = _cgroup_check(root)
+    checks["cgroup"] = release_checks.cgroup_check(resolved, root)
+    checks["kubernetes"] = release_checks.kubernetes_check(resolved)
     if resolved["kernel_floors"]:
         checks["kernel_version"] = _kernel_floor_check(resolved["kernel_floors"], facts["release"])
+    optional = {
+        "kernel_recommended": release_checks.kernel_recommended_check(resolved, facts["release"]),
+        "container_runtime": release_checks.containerd_check(resolved, root),
+        "binaries": release_checks.binaries_check(resolved, root),
+    }
+    checks.update({name: found for name, found in optional.items() if found})
     for mount_point, mount in resolved["mounts"].items():
         checks[f"mount:{mount_point}"] = _mount_check(mount_point, mount, root)
     for deprecation in resolved["deprecations"]:
@@ -384,6 +339,7 @@ def audit(resolved, root):
     return {
         "ready": all(check["status"] == "ok" for check in checks.values() if check["required"]),
         "distribution": resolved["distribution"],
+        "kubernetes": {key: resolved["kubernetes"][key] for key in ("version", "source", "assumed", "stale")},
         "cni": resolved["cni"]["name"],
         "kube_proxy_mode": resolved["kube_proxy_mode"]["mode"],
         "os_family": resolved["os_family"],

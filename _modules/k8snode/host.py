@@ -287,3 +287,13 @@ def kernel_release(root):
     """The running kernel's release (``uname -r``), from /proc."""
     text = read_text(path(root, "proc/sys/kernel/osrelease"))
     return text.strip() if text else ""
+
+
+def mount_types(root, mount_point):
+    """The filesystem types mounted at ``mount_point`` (/proc/mounts), in mount order."""
+    text = read_text(path(root, "proc/self/mounts")) or read_text(path(root, "proc/mounts"))
+    return [
+        fields[2]
+        for fields in (line.split() for line in (text or "").splitlines())
+        if len(fields) >= 3 and fields[1] == mount_point
+    ]

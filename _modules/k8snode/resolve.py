@@ -6,6 +6,7 @@ k8snode works on its result; every user value is validated on the way in.
 
 import copy
 
+from . import releases
 from .tables import (
     CNIS,
     DEFAULTS,
@@ -20,6 +21,8 @@ from .tables import (
     SWAP_POLICIES,
 )
 from .validate import (
+    check_kubelet_settings,
+    check_kubernetes_version,
     check_managed_path,
     check_mapping,
     check_module_name,
@@ -157,7 +160,18 @@ def _merge_layer(resolved, layer, source):
     resolved["hints"].update(layer.get("hints", {}))
 
 
-_OVERRIDE_KEYS = ("distribution", "extras", "modules", "sysctls", "swap", "files", "cni", "kube_proxy_mode")
+_OVERRIDE_KEYS = (
+    "distribution",
+    "kubernetes_version",
+    "kubelet",
+    "extras",
+    "modules",
+    "sysctls",
+    "swap",
+    "files",
+    "cni",
+    "kube_proxy_mode",
+)
 _NO_CNI = "none"
 
 
@@ -178,6 +192,13 @@ def _check_overrides(overrides, source):
     mode = overrides.get("kube_proxy_mode")
     if mode is not None and (not isinstance(mode, str) or mode not in KUBE_PROXY_MODES):
         raise invalid(source, "kube_proxy_mode", mode, "one of " + ", ".join(sorted(KUBE_PROXY_MODES)))
+    overrides = dict(overrides)
+    if overrides.get("kubernetes_version") is not None:
+        overrides["kubernetes_version"] = check_kubernetes_version(
+            overrides["kubernetes_version"], source, releases.OLDEST_ACCEPTED, releases.NEWEST_KNOWN
+        )
+    if "kubelet" in overrides:
+        overrides["kubelet"] = check_kubelet_settings(overrides["kubelet"], source, releases.KUBELET_SETTINGS)
     return overrides
 
 
@@ -221,13 +242,118 @@ def _extra_layers(extras, kube_proxy_mode):
     return layers
 
 
-def resolve(distribution, pillar, arguments, identity):
+def _kubernetes_release(distribution, pillar, arguments, installed):
+    """The release the node's verdicts are for: the arguments, the pillar, what the
+    host has installed for this distribution, else the newest the tables know (said in
+    ``assumed``). ``stale`` says when the release is newer than every row."""
+    version, source = _chosen("kubernetes_version", pillar, arguments, None)
+    assumed = None
+    mine = [found for found in installed if found["distribution"] == distribution]
+    if version is None and mine:
+        version, source = mine[0]["release"], mine[0]["evidence"]
+    elif version is None:
+        version, source = releases.NEWEST_KNOWN, "defaults"
+        assumed = (
+            f"assumed {version}: no {distribution} kubelet found on the host, no pillar k8snode:kubernetes_version"
+        )
+    stale = None
+    if releases.minor(version) > releases.minor(releases.NEWEST_KNOWN):
+        stale = f"rules may be stale for {version}: the tables were written for {releases.NEWEST_KNOWN} and older"
+    return {
+        "version": version,
+        "source": source,
+        "assumed": assumed,
+        "stale": stale,
+        "installed": installed,
+        "newest_known": releases.NEWEST_KNOWN,
+    }
+
+
+def _kubelet_settings(version, distribution, pillar, arguments, node):
+    """Each kubelet setting that decides a verdict, where it came from (``source``) and
+    which layer gave it (``origin``): the kubelet's default for ``version``, the
+    distribution's own flags, the pillar, the arguments, and last the node's own files
+    (what the kubelet will really read)."""
+    settings = {}
+    for name, table in releases.KUBELET_DEFAULTS.items():
+        default = releases.row(table, version)
+        settings[name] = {
+            "value": default["value"],
+            "source": f"the kubelet's {version} default ({default['source']})",
+            "origin": "default",
+        }
+    for name, entry in releases.DISTRIBUTION_KUBELET.get(distribution, {}).items():
+        settings[name] = {**entry, "origin": "distribution"}
+    for origin, source, overrides in (
+        ("pillar", "pillar k8snode:kubelet", pillar),
+        ("arguments", "arguments kubelet", arguments),
+    ):
+        for name, value in (overrides.get("kubelet") or {}).items():
+            settings[name] = {"value": value, "source": f"{source}:{name}", "origin": origin}
+    for name, entry in node["settings"].items():
+        settings[name] = {**entry, "origin": "node"}
+    return settings
+
+
+def _routed_cni_drops_bridge(resolved, cni):
+    """A routed plugin (Calico, Cilium) has no bridge for br_netfilter to hook: the
+    distribution's br_netfilter and bridge sysctls become optional (a later layer with
+    ``required: true`` makes them required again)."""
+    why = releases.ROUTED_CNIS.get(cni)
+    if not why:
+        return
+    items = [resolved["modules"].get("br_netfilter")] + [
+        requirement for key, requirement in resolved["sysctls"].items() if key.startswith("net.bridge.bridge-nf-call-")
+    ]
+    for item in items:
+        if item and item.get("source", "").startswith("distribution:"):
+            item["required"] = False
+            item["optional_because"] = f"{why}; {releases.BRIDGE_NOT_NEEDED_SOURCE}"
+
+
+def _release_rules(resolved):
+    """What the Kubernetes release adds: kubeadm's kernel validation, kube-proxy
+    deprecations, and the swap policy the node's kubelet allows."""
+    version = resolved["kubernetes"]["version"]
+    if resolved["distribution"] == "kubeadm":
+        validation = releases.row(releases.KERNEL_VALIDATION, version)
+        if validation["floor"]:
+            resolved["kernel_floors"].append(
+                {"version": validation["floor"], "source": f"kubeadm {version}", "why": validation["source"]}
+            )
+        if validation["recommended"]:
+            resolved["kernel_recommended"] = {"versions": validation["recommended"], "source": validation["source"]}
+    mode = resolved["kube_proxy_mode"]
+    # The layer that chose the mode (kube_proxy_mode:ipvs, or its alias extras:ipvs).
+    layer = mode["source"] if mode["source"].startswith("extras:") else f"kube_proxy_mode:{mode['mode']}"
+    for rule in releases.rows(releases.KUBE_PROXY.get(mode["mode"], ()), version):
+        resolved["deprecations"].append({"source": layer, "detail": rule["deprecated"], "rule": rule["source"]})
+    fail_swap_on = resolved["kubelet"]["fail_swap_on"]
+    chosen_policy = resolved["swap"]["source"] in ("arguments", "pillar")
+    if (
+        fail_swap_on["value"] is False
+        and fail_swap_on["origin"] in ("node", "pillar", "arguments")
+        and not chosen_policy
+    ):
+        # Swap on purpose: the kubelet runs with it, so prepare leaves it on and the audit
+        # checks what the kubelet needs then (release_checks.swap_check).
+        resolved["swap"] = {"policy": "warn", "source": f"kubelet failSwapOn: false ({fail_swap_on['source']})"}
+
+
+def _no_node(distribution):
+    return {"installed": [], "settings": {}, "files": [], "problems": []}
+
+
+def resolve(distribution, pillar, arguments, identity, read_node=_no_node):
     """
     The one place where requirements are resolved: the layers of ``RESOLUTION_ORDER``
-    merged in order, a later one winning, each value tagged with its ``source``.
+    merged in order, a later one winning, each value tagged with its ``source``; then
+    the Kubernetes release and the kubelet's settings, and what they change.
 
     ``identity``: ``{"os_family", "os", "major", "source"}`` of the host (from its
     grains or its os-release file: the caller says which, in ``source``).
+    ``read_node(distribution)``: what the host's files say of its Kubernetes
+    (``{"installed": kubelet.installed_releases, **kubelet.node_settings}``).
     """
     pillar = _check_overrides(pillar, "pillar k8snode")
     arguments = _check_overrides(arguments, "arguments")
@@ -236,8 +362,15 @@ def resolve(distribution, pillar, arguments, identity):
     if not isinstance(distribution, str) or distribution not in DISTRIBUTIONS:
         raise invalid(source, "distribution", distribution, "one of " + ", ".join(sorted(DISTRIBUTIONS)))
     family, os_id, major = identity["os_family"], identity["os"], identity["major"]
+    node = read_node(distribution)
+    kubernetes = _kubernetes_release(distribution, pillar, arguments, node["installed"])
+    kubelet = _kubelet_settings(kubernetes["version"], distribution, pillar, arguments, node)
     resolved = {
         "distribution": distribution,
+        "kubernetes": kubernetes,
+        "kubelet": kubelet,
+        "kubelet_files": node["files"],
+        "kubelet_problems": node["problems"],
         "os_family": family,
         "os": f"{os_id}-{major}" if os_id else "unknown",
         "os_source": identity["source"],
@@ -251,6 +384,7 @@ def resolve(distribution, pillar, arguments, identity):
         "boot": dict(DEFAULTS["boot"]),
         "hints": dict(DEFAULTS["hints"]),
         "kernel_floors": [],
+        "kernel_recommended": None,
         "mounts": {},
         "deprecations": [],
         "order": [],
@@ -258,6 +392,10 @@ def resolve(distribution, pillar, arguments, identity):
     extras = list(pillar.get("extras") or []) + [
         e for e in arguments.get("extras") or [] if e not in (pillar.get("extras") or [])
     ]
+    kernel_defaults = kubelet["protect_kernel_defaults"]
+    if kernel_defaults["value"] is True and "protect_kernel_defaults" not in extras:
+        # The kubelet exits when these sysctls differ: its setting makes them required.
+        extras.append("protect_kernel_defaults")
     cni, cni_source = _chosen("cni", pillar, arguments, _NO_CNI)
     resolved["cni"] = {"name": None if cni == _NO_CNI else cni, "source": cni_source}
     resolved["kube_proxy_mode"] = mode = _kube_proxy_mode(pillar, arguments, extras)
@@ -283,5 +421,8 @@ def resolve(distribution, pillar, arguments, identity):
         for source, layer in layers[stage]:
             _merge_layer(resolved, copy.deepcopy(layer), source)
             resolved["order"].append(source)
+        if stage == "cni":
+            _routed_cni_drops_bridge(resolved, cni)
     resolved["extras"] = extras
+    _release_rules(resolved)
     return resolved

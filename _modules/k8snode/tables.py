@@ -224,9 +224,7 @@ KUBE_PROXY_MODES = {
             "ip_vs_sh": {},
             "nf_conntrack": {"alternatives": ["nf_conntrack", "nf_conntrack_ipv4"]},
         },
-        # KEP-5495 (kubernetes/enhancements, sig-network): deprecated in v1.35.
-        "deprecated": "kube-proxy's IPVS mode is deprecated since Kubernetes 1.35 (KEP-5495); "
-        "the nftables mode is its replacement (kube_proxy_mode: nftables)",
+        # Deprecated from Kubernetes 1.35 on: releases.KUBE_PROXY, by release.
     },
     "nftables": {
         # kubernetes.io/docs/reference/node/kernel-version-requirements: "kube-proxy

@@ -100,3 +100,46 @@ def check_mapping(value, source, what):
     if not isinstance(value, dict):
         raise invalid(source, what, value, "a mapping (dict)")
     return value
+
+
+_KUBERNETES_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+)(?:[-+][0-9A-Za-z.+-]*)?)?$")
+
+
+def check_kubernetes_version(value, source, oldest, newest):
+    """Return the minor release (``"1.35"``) of ``1.35``, ``"1.35"``, ``v1.35.2``, or raise.
+
+    YAML reads an unquoted ``1.30`` as the number 1.3: a float is taken only when its
+    text has two digits after the point, and the error says to quote it otherwise."""
+    accepted = (
+        f'a Kubernetes release such as "{newest}" or "v{newest}.2" (major.minor[.patch], quoted in YAML), '
+        f"{oldest} or later"
+    )
+    if isinstance(value, bool) or not isinstance(value, (str, float)):
+        raise invalid(source, "kubernetes_version", value, accepted)
+    text = repr(value) if isinstance(value, float) else value.strip()
+    if isinstance(value, float) and len(text.partition(".")[2]) != 2:
+        raise invalid(source, "kubernetes_version", value, "quote it: YAML reads 1.30 as the number 1.3; " + accepted)
+    found = _KUBERNETES_VERSION.match(text)
+    if not found or found.group(1) != "1":
+        raise invalid(source, "kubernetes_version", value, accepted)
+    release = f"1.{int(found.group(2))}"
+    if int(found.group(2)) < int(oldest.split(".")[1]):
+        raise invalid(source, "kubernetes_version", value, accepted)
+    return release
+
+
+def check_kubelet_settings(value, source, settings):
+    """Return ``{name: value}`` of the pillar's ``kubelet:`` mapping, each name one of
+    ``settings`` (``releases.KUBELET_SETTINGS``) with a value of its type, or raise."""
+    value = check_mapping(value, source, "kubelet settings")
+    checked = {}
+    for name, setting in value.items():
+        if name not in settings:
+            raise invalid(source, "kubelet setting", name, "one of " + ", ".join(sorted(settings)))
+        spec = settings[name]
+        if spec["type"] is bool and not isinstance(setting, bool):
+            raise invalid(source, f"kubelet {name} ({spec['field']})", setting, "true or false")
+        if spec["type"] is str and (not isinstance(setting, str) or setting not in spec["accepted"]):
+            raise invalid(source, f"kubelet {name} ({spec['field']})", setting, "one of " + ", ".join(spec["accepted"]))
+        checked[name] = setting
+    return checked

@@ -335,6 +335,26 @@ class FakeTree:
         self.write("etc/fstab", text, mode=0o644)
         return self
 
+    def cgroup_controllers(self, names=("cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc")):
+        """cgroup v2's root ``cgroup.controllers`` (Debian 12's kernel lists these)."""
+        self.write("sys/fs/cgroup/cgroup.controllers", " ".join(names) + "\n")
+        return self
+
+    def dpkg_installed(self, **versions):
+        """dpkg's status file with each ``package=version`` installed (``-`` for ``_`` in names)."""
+        stanzas = [
+            f"Package: {name.replace('_', '-')}\nStatus: install ok installed\nVersion: {version}\n"
+            for name, version in versions.items()
+        ]
+        self.write("var/lib/dpkg/status", "\n".join(stanzas))
+        return self
+
+    def binaries(self, *names, directory="usr/bin"):
+        """Executables in PATH (empty scripts: nothing runs them)."""
+        for name in names:
+            self.write(f"{directory}/{name}", "#!/bin/sh\n", mode=0o755)
+        return self
+
     def mounts(self, cgroup="cgroup2"):
         fs = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime 0 0\n"
         if cgroup == "v1":

@@ -27,8 +27,11 @@ def fully_prepared(tree, distribution="kubeadm"):
     )
     tree.kernel_config(GOOD_KERNEL_CONFIG)
     tree.mounts("cgroup2")
+    tree.cgroup_controllers()
     tree.swaps()
     tree.fstab("UUID=0a1b / xfs defaults 0 0\n")
+    # What kubeadm's preflight looks for from 1.33 on (checks_linux.go: crictl, mount, losetup, cp).
+    tree.binaries("crictl", "mount", "losetup", "cp")
     return tree
 
 
@@ -82,10 +85,10 @@ def test_ready_only_when_all_required_checks_are_ok(k8snode, tree):
     assert result["ready"] is False
     assert result["failing"] == ["sysctl:net.bridge.bridge-nf-call-ip6tables"]
     tree.sysctl("net.bridge.bridge-nf-call-ip6tables", 1)
-    # ...but optional checks (kernel config, cgroup v1) only warn.
+    # ...but optional checks (kernel config, cgroup v1 for a 1.34 kubelet) only warn.
     tree.remove("proc/config.gz")
     tree.mounts("v1")
-    result = k8snode.audit(root=tree.path)
+    result = k8snode.audit(root=tree.path, kubernetes_version="1.34")
     assert result["ready"] is True
     assert result["checks"]["kernel_config"]["status"] == "warn"
     assert result["checks"]["cgroup"]["status"] == "warn"

@@ -62,7 +62,11 @@ BAD_SETTINGS = [
     ({"extras": ["ipvs", "gpu"]}, "'gpu'", "inotify, ipv6, ipvs"),
     ({"extras": "ipvs"}, "'ipvs'", "a list of"),
     ({"extras": [{"ipvs": True}]}, "{'ipvs': True}", "a list of"),
-    ({"sysctl": {"net.ipv4.ip_forward": 1}}, "['sysctl']", "distribution, extras, modules, sysctls, swap, files"),
+    (
+        {"sysctl": {"net.ipv4.ip_forward": 1}},
+        "['sysctl']",
+        "distribution, kubernetes_version, kubelet, extras, modules, sysctls, swap, files",
+    ),
 ]
 
 
