@@ -36,11 +36,14 @@ def _is_audit(data):
 def _render_audit(minion, audit, colors):
     state = "ready" if audit["ready"] else "not ready"
     summary = audit.get("summary", {})
+    kubernetes = audit.get("kubernetes") or {}
+    release = f" {kubernetes['version']}{' (assumed)' if kubernetes.get('assumed') else ''}" if kubernetes else ""
     lines = [
-        "{}: {} ({} on {}, kernel {}) - {} ok, {} fail, {} warn".format(
+        "{}: {} ({}{} on {}, kernel {}) - {} ok, {} fail, {} warn".format(
             minion,
             _paint(colors, _HOST_COLORS[state], state.upper()),
             audit.get("distribution"),
+            release,
             audit.get("os"),
             audit.get("kernel"),
             summary.get("ok", 0),

@@ -16,3 +16,9 @@ base:
   # By minion id:
   # 'edge-*':
   #   - k8snode.k3s
+  # Hosts that stay on cgroup v1 for now: a kubelet >= 1.35 exits there unless it runs
+  # with failCgroupV1: false (KEP-5573). Mark them with a grain, then refresh pillar:
+  #   salt NODE grains.setval k8snode_cgroup_v1 allowed && salt NODE saltutil.refresh_pillar
+  'k8snode_cgroup_v1:allowed':
+    - match: grain
+    - k8snode.cgroup_v1

@@ -158,6 +158,15 @@ def requirements(distribution=None, root="/", pillar=None, **overrides):
 
     distribution
         ``kubeadm`` (default), ``rke2``, ``k3s`` or ``microk8s``.
+    kubernetes_version
+        The minor release that will run here (``"1.35"``, ``v1.35.2``); default: the
+        installed kubelet (dpkg, RKE2's data directory, the MicroK8s snap), else the
+        newest release the rules know, said in ``kubernetes.assumed``. The result's
+        ``kubernetes`` says which release and where it came from.
+    kubelet
+        The kubelet's settings for a node not installed yet: ``{fail_swap_on,
+        swap_behavior, fail_cgroup_v1, protect_kernel_defaults, cgroup_driver}``. The
+        node's own kubelet files win (``kubelet`` in the result names each source).
     cni
         The network plugin: ``cilium``, ``calico``, ``flannel`` or ``none`` (default).
     kube_proxy_mode
@@ -189,6 +198,7 @@ def requirements(distribution=None, root="/", pillar=None, **overrides):
         salt '*' k8snode.requirements
         salt '*' k8snode.requirements distribution=rke2 extras='[ipvs]'
         salt '*' k8snode.requirements cni=cilium kube_proxy_mode=nftables
+        salt '*' k8snode.requirements kubernetes_version=1.35 kubelet='{fail_cgroup_v1: false}'
     """
     return _resolve(distribution, root, pillar, overrides)
 
@@ -202,10 +212,15 @@ def audit(distribution=None, root="/", pillar=None, **overrides):
     Takes the same arguments as :func:`requirements`. Returns ``ready`` (true
     only when every required check is ``ok``), ``distribution``, ``cni``,
     ``kube_proxy_mode``, ``os_family``, ``summary`` (counts per status),
-    ``failing``, ``lost_at_reboot`` and ``checks``: ``{"module:overlay":
+    ``kubernetes`` (``version``, ``source``, ``assumed``, ``stale``: the release the
+    verdicts are for), ``failing``, ``lost_at_reboot`` and ``checks``: ``{"module:overlay":
     {"status": "ok"|"fail"|"warn", "required", "expected", "live", "boot",
     "detail"}, "sysctl:net.ipv4.ip_forward": ..., "swap": ..., "kernel_config":
-    ..., "cgroup": ...}``. With a network plugin or kube-proxy mode that needs
+    ..., "cgroup": ..., "kubernetes": ...}``; ``cgroup`` and ``swap`` follow the release
+    and the kubelet's ``failCgroupV1`` / ``failSwapOn`` (naming the file each came from);
+    for kubeadm also ``kernel_version`` / ``kernel_recommended`` (kubeadm's kernel
+    validation for the release), ``container_runtime`` (containerd < 2.0) and
+    ``binaries`` (kubeadm's preflight). With a network plugin or kube-proxy mode that needs
     them, also ``kernel_version`` (the running kernel against each floor, e.g.
     ``>= 5.13`` for ``kube_proxy_mode:nftables``, naming who requires it),
     ``mount:/sys/fs/bpf`` (Cilium; a warning) and ``deprecated:<source>`` (a
@@ -218,6 +233,7 @@ def audit(distribution=None, root="/", pillar=None, **overrides):
         salt '*' k8snode.audit
         salt '*' k8snode.audit distribution=k3s --out=k8snode
         salt '*' k8snode.audit cni=cilium kube_proxy_mode=nftables
+        salt '*' k8snode.audit kubernetes_version=1.35
     """
     from . import checks
 

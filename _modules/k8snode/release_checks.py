@@ -57,7 +57,7 @@ def _cgroup_v2_check(root):
     detail = "cgroup v2 is mounted at /sys/fs/cgroup with " + ", ".join(spec["required"])
     if optional:
         detail += f" (optional {', '.join(optional)} missing)"
-    return check("warn" if optional else "ok", False, "cgroup v2", "v2", detail, source=spec["source"])
+    return check("warn" if optional else "ok", not optional, "cgroup v2", "v2", detail, source=spec["source"])
 
 
 def cgroup_check(resolved, root):
@@ -85,7 +85,9 @@ def cgroup_check(resolved, root):
     detail = f"cgroup v1 with Kubernetes {release}: {rule['why']}"
     if releases.minor(release) >= releases.minor("1.31"):
         detail += f"; the kubelet runs on it because failCgroupV1 is false ({where})"
-    return check(rule["status"], False, "cgroup v2", "v1", detail, source=rule["source"], setting_source=where)
+    # An ok is required (it can fail); a warning is not (it must not block ready).
+    status = rule["status"]
+    return check(status, status == "ok", "cgroup v2", "v1", detail, source=rule["source"], setting_source=where)
 
 
 def _swap_allowed(resolved, where, problems, cgroup, kernel_release):

@@ -49,19 +49,21 @@ KUBELET_DEFAULTS = {
     "fail_swap_on": (
         {
             "value": True,
-            "source": "kubernetes/kubernetes pkg/kubelet/apis/config/v1beta1/defaults.go (FailSwapOn = true)",
+            "source": "kubernetes/kubernetes pkg/kubelet/apis/config/v1beta1/defaults.go",
         },
     ),
     "swap_behavior": (
         {
             "until": "1.30",
             "value": "LimitedSwap",
-            "source": "KEP-2400 (NodeSwap beta 1.28): an empty swapBehavior meant LimitedSwap",
+            # NodeSwap beta in 1.28: an empty swapBehavior meant LimitedSwap.
+            "source": "KEP-2400",
         },
         {
             "since": "1.30",
             "value": "NoSwap",
-            "source": "KEP-2400 (1.30): an empty swapBehavior is NoSwap (pkg/kubelet/apis/config/validation)",
+            # From 1.30 an empty swapBehavior is NoSwap (pkg/kubelet/apis/config/validation).
+            "source": "KEP-2400",
         },
     ),
     "fail_cgroup_v1": (
@@ -70,13 +72,13 @@ KUBELET_DEFAULTS = {
             "since": "1.31",
             "until": "1.35",
             "value": False,
-            "source": "kubernetes/kubernetes#126031, KEP-4569 (1.31): failCgroupV1, default false",
+            "source": "kubernetes/kubernetes#126031, KEP-4569",
         },
         {
             "since": "1.35",
             "value": True,
-            "source": "kubernetes/kubernetes#134298, KEP-5573 (1.35): failCgroupV1 defaults to true; "
-            "pkg/kubelet/apis/config/validation/validation_linux.go refuses the config on cgroup v1",
+            # pkg/kubelet/apis/config/validation/validation_linux.go then refuses the config on cgroup v1.
+            "source": "kubernetes/kubernetes#134298, KEP-5573",
         },
     ),
     "protect_kernel_defaults": (

@@ -279,7 +279,7 @@ def _kubelet_settings(version, distribution, pillar, arguments, node):
         default = releases.row(table, version)
         settings[name] = {
             "value": default["value"],
-            "source": f"the kubelet's {version} default ({default['source']})",
+            "source": f"the kubelet's {version} default: {default['source']}",
             "origin": "default",
         }
     for name, entry in releases.DISTRIBUTION_KUBELET.get(distribution, {}).items():

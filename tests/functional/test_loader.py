@@ -166,6 +166,10 @@ def test_the_outputter_renders_an_audit_for_a_person(minion_opts):
     assert "node-a: NOT READY (kubeadm on debian-12" in text
     assert "FAIL sysctl:net.ipv4.ip_forward" in text
     assert "net.ipv4.ip_forward is 0 now, needs 1" in text
+    # The release the verdicts are for, and whether it was assumed (no kubelet, no pillar).
+    audit = dict(_audit(False), kubernetes={"version": "1.37", "source": "defaults", "assumed": "assumed 1.37: ..."})
+    text = salt.output.out_format({"node-a": audit}, "k8snode", minion_opts)
+    assert "node-a: NOT READY (kubeadm 1.37 (assumed) on debian-12" in text
 
 
 def test_the_runner_summary_lists_silent_hosts_and_sets_the_exit_code():

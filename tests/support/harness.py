@@ -333,9 +333,14 @@ def stop_process_group(process) -> None:
 
 
 def minion_overrides(gateway: str, overrides: dict | None = None) -> dict:
-    """Minion config making a container minion talk to the master on ``gateway``."""
+    """Minion config making a container minion talk to the master on ``gateway``.
+
+    The containers share this machine's cgroup v1 hierarchy (TESTBED.md): they carry the
+    grain with which pillar/top.sls gives such hosts ``kubelet: {fail_cgroup_v1: false}``,
+    as an operator marks hosts that stay on cgroup v1."""
     base = {
         "master": gateway,
+        "grains": {"k8snode_cgroup_v1": "allowed"},
         "pytest-minion": {"log": {"host": gateway}, "returner_address": {"host": gateway}},
     }
     return merge_config(base, overrides)

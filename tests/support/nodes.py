@@ -101,6 +101,7 @@ def reset_nodes(local_client, minions: dict, pristine: dict) -> None:
             minion,
             "rm -f " + " ".join(OUR_FILES) + "; "
             "rm -f /etc/sysctl.d/.*k8snode-tmp* /etc/modules-load.d/.*k8snode-tmp* /etc/sysctl.d/98-site.conf; "
+            "rm -rf /var/lib/kubelet; "
             "[ -f /etc/fstab.pristine ] || cp /etc/fstab /etc/fstab.pristine; cp /etc/fstab.pristine /etc/fstab; "
             f"for kv in {restore_values}; do echo ${{kv#*=}} > /proc/sys/${{kv%%=*}}; done",
         )

@@ -156,7 +156,9 @@ def test_cgroup_v1_fails_from_135_naming_the_kubelets_default(k8snode, tree):
     check = k8snode.audit(root=tree.path, kubernetes_version="1.35")["checks"]["cgroup"]
     assert check["required"] is True
     assert "failCgroupV1 is true" in check["detail"]
-    assert "the kubelet's 1.35 default" in check["detail"]
+    assert (
+        "failCgroupV1 is true (the kubelet's 1.35 default: kubernetes/kubernetes#134298, KEP-5573)" in check["detail"]
+    )
     assert "kubernetes/kubernetes#134298" in check["detail"]
     assert "k8snode:kubelet:fail_cgroup_v1: false" in check["detail"]
 
