@@ -23,9 +23,17 @@ HEAL_LIMIT = 2
 SETTLE = 3
 
 PILLAR_TOP = {"base": {"drift-watch-*": ["watch"], "drift-heal-*": ["heal"]}}
-WATCH_PILLAR = {"k8snode": {"drift": {"beacon": True, "interval": INTERVAL, "summary_interval": 3600, "metrics": True}}}
+# The containers share this machine's cgroup v1 (TESTBED.md): their kubelet runs with failCgroupV1: false.
+CGROUP_V1_KUBELET = {"fail_cgroup_v1": False}
+WATCH_PILLAR = {
+    "k8snode": {
+        "kubelet": CGROUP_V1_KUBELET,
+        "drift": {"beacon": True, "interval": INTERVAL, "summary_interval": 3600, "metrics": True},
+    }
+}
 HEAL_PILLAR = {
     "k8snode": {
+        "kubelet": CGROUP_V1_KUBELET,
         "drift": {
             "beacon": True,
             "interval": INTERVAL,
@@ -34,7 +42,7 @@ HEAL_PILLAR = {
             "heal_limit": HEAL_LIMIT,
             "heal_window": 3600,
             "heal_cooldown": 1,
-        }
+        },
     }
 }
 

@@ -124,7 +124,10 @@ def _copy_into(docker_client, minion, path: Path, dest_dir: str):
 
 BEACON_PROBE = """\
 import json, salt.config, salt.loader
+import salt.pillar
 opts = salt.config.minion_config("/tmp/plain/conf/minion")
+opts["grains"] = salt.loader.grains(opts)
+opts["pillar"] = salt.pillar.get_pillar(opts, opts["grains"], opts["id"]).compile_pillar()
 beacons = salt.loader.beacons(opts, salt.loader.minion_mods(opts))
 config = [{"interval": 10}, {"summary_interval": 600}]
 print(json.dumps({
@@ -141,10 +144,15 @@ def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, 
     _copy_into(docker_client, minion, wheel, "/tmp")
     nodes.sh(minion, f"python -m pip install --no-deps --no-index --quiet /tmp/{wheel.name}")
     try:
-        # A salt-call with its own config and cache: nothing was ever synced there.
+        # A salt-call with its own config and cache: nothing was ever synced there. Its local
+        # pillar says what this machine's cgroup v1 containers need (pillar/k8snode/cgroup_v1.sls).
         nodes.sh(
             minion,
-            "mkdir -p /tmp/plain/conf; printf 'file_client: local\\nroot_dir: /tmp/plain\\n' > /tmp/plain/conf/minion",
+            "mkdir -p /tmp/plain/conf /tmp/plain/pillar; "
+            "printf 'file_client: local\\nroot_dir: /tmp/plain\\npillar_roots: {base: [/tmp/plain/pillar]}\\n' "
+            "> /tmp/plain/conf/minion; "
+            "printf 'base:\\n  \"*\": [cgroup_v1]\\n' > /tmp/plain/pillar/top.sls; "
+            "printf 'k8snode:\\n  kubelet:\\n    fail_cgroup_v1: false\\n' > /tmp/plain/pillar/cgroup_v1.sls",
         )
         out = nodes.sh(minion, "salt-call -c /tmp/plain/conf --local --out=json k8snode.audit")
         report = yaml.safe_load(out)["local"]
@@ -159,7 +167,7 @@ def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, 
         out = nodes.sh(minion, "salt-call -c /tmp/plain/conf --local --out=json k8snode.audit")
         assert yaml.safe_load(out)["local"]["ready"] is True
         text = nodes.sh(minion, "salt-call -c /tmp/plain/conf --local --out=k8snode --no-color k8snode.audit")
-        assert "local: READY (kubeadm on debian-" in text
+        assert "local: READY (kubeadm 1." in text
         # The drift beacon ships in the same package: Salt's beacon loader finds it,
         # and its first poll is a summary saying the node is ready.
         nodes.sh(minion, f"cat > /tmp/plain/beacon.py <<'EOF'\n{BEACON_PROBE}EOF")

@@ -22,7 +22,9 @@ each reboot below proves a step of both, so one node boots five times:
    the operator disables the unit, the next apply fails only ``ip_forward``;
 3. reboot: ``ip_forward`` is 0 as predicted, no swap; ``files:`` zz-k8snode.conf fixes it;
 4. reboot: ``ip_forward`` is 1, no swap, the node is ready; ``k8snode.absent``;
-5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted).
+5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted); with
+   ``failSwapOn: false`` in the kubelet's config file, kubeadm's profile leaves it on and the
+   node is ready; without that line it is not (issue 19).
 """
 
 import pytest
@@ -45,6 +47,7 @@ SYSCTL_CONF_LINK = "/etc/sysctl.d/99-sysctl.conf"
 PRECEDENCE_FAILURE = f"{IP_FORWARD}: {SYSCTL_CONF_LINK} sets 0 at boot"
 LATER = {"files": {"sysctl": "/etc/sysctl.d/zz-k8snode.conf"}}
 
+KUBELET_SWAP = "apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nfailSwapOn: false\\n"
 FSTAB_SWAP = "/swapfstab"
 UNIT_SWAP = "/swapunit"
 UNIT = "swapunit.swap"
@@ -102,6 +105,10 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "1"}
     assert swaps(node) == []
     assert audit(salt_master, node)["ready"] is True
+    # Debian's systemd boots cgroup v2: ready for the 1.35 kubelet, whose failCgroupV1 defaults to true.
+    report = audit(salt_master, node, kubernetes_version="1.35")
+    assert report["ready"] is True, report["failing"]
+    assert (report["checks"]["cgroup"]["status"], report["checks"]["cgroup"]["live"]) == ("ok", "v2")
 
     # With the same files: as the prepare, so that it removes zz-k8snode.conf too.
     code, state = apply(salt_master, node, "k8snode.absent", pillar=pillar(LATER))
@@ -114,6 +121,29 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     node.reboot()  # 5
     assert swaps(node) == [FSTAB_SWAP]
     assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "0"}
+
+    _swap_on_purpose(salt_master, node)
+
+
+def _swap_on_purpose(salt_master, node):
+    """Issue 19: swap on with the kubelet's ``failSwapOn: false`` in its own config file.
+    kubeadm's profile leaves swap on and the node is ready; without that line the
+    kubelet's default (true) makes it exit at start, and the audit says so."""
+    node.sh(f"mkdir -p /var/lib/kubelet && printf '{KUBELET_SWAP}' > /var/lib/kubelet/config.yaml && sync")
+    code, state = apply(salt_master, node, pillar=pillar(LATER))
+    assert code == 0 and state["result"] is True, state
+    assert swaps(node) == [FSTAB_SWAP]  # prepare left it on
+    report = audit(salt_master, node, kubernetes_version="1.35")
+    assert report["ready"] is True, report["failing"]
+    check = report["checks"]["swap"]
+    assert check["status"] == "warn" and check["live"] == [FSTAB_SWAP], check
+    assert "failSwapOn is false (/var/lib/kubelet/config.yaml: failSwapOn)" in check["detail"], check
+
+    node.sh("sed -i '/failSwapOn/d' /var/lib/kubelet/config.yaml")
+    report = audit(salt_master, node, kubernetes_version="1.35")
+    assert report["ready"] is False
+    assert report["failing"] == ["swap"], report["failing"]
+    assert "failSwapOn is true (the kubelet's 1.35 default" in report["checks"]["swap"]["detail"]
 
 
 def _kubeadm_fails_the_later_file_and_the_swap_unit(salt_master, node):
