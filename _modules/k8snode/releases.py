@@ -227,6 +227,24 @@ KUBE_PROXY = {
     ),
 }
 
+#: kube-proxy writes nf_conntrack_max (and nf_conntrack's hashsize) at start in every
+#: mode (cmd/kube-proxy/app/server_linux.go platformSetup -> setupConntrack,
+#: cmd/kube-proxy/app/conntrack.go SetMax) and exits when the key is missing: "Error
+#: running ProxyServer" err="open /proc/sys/net/netfilter/nf_conntrack_max: no such file
+#: or directory" (kubernetes/kops#17968, Rocky 9). Only conntrack.maxPerCore: 0 skips
+#: it: K3s sets that (and loads nf_conntrack itself), MicroK8s loads it. So the module
+#: must be loaded at boot, before kube-proxy, where kubeadm's kube-proxy runs; RKE2's
+#: kube-proxy arguments were not verified and it keeps its own table.
+KUBE_PROXY_CONNTRACK = {
+    "distributions": ("kubeadm",),
+    "modes": ("iptables", "ipvs", "nftables"),
+    "module": "nf_conntrack",
+    "alternatives": ["nf_conntrack", "nf_conntrack_ipv4"],
+    "source": "kube_proxy:conntrack",
+    "why": "kube-proxy writes nf_conntrack_max at start and exits without it "
+    "(cmd/kube-proxy/app/conntrack.go; kubernetes/kops#17968)",
+}
+
 #: The container runtime: containerd before 2.0 lacks the CRI RuntimeConfig call
 #: through which the kubelet learns the cgroup driver (KEP-4033; containerd 2.0 and
 #: CRI-O 1.28 have it). The kubelet falls back to its own cgroupDriver and logs it; the

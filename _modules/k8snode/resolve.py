@@ -32,11 +32,12 @@ from .validate import (
 )
 
 
-def _merge_modules(resolved, layer, source):
+def _merge_modules(resolved, layer, source, dropped):
     for name, spec in check_mapping(layer, source, "modules").items():
         name = check_module_name(name, source)
         if spec is False:
             resolved.pop(name, None)
+            dropped.add(name)
             continue
         if spec is True or spec is None:
             spec = {}
@@ -148,7 +149,7 @@ def _merge_files(resolved, layer, source):
 
 def _merge_layer(resolved, layer, source):
     if "modules" in layer:
-        _merge_modules(resolved["modules"], layer["modules"], source)
+        _merge_modules(resolved["modules"], layer["modules"], source, resolved["dropped_modules"])
     if "sysctls" in layer:
         _merge_sysctls(resolved["sysctls"], layer["sysctls"], source)
     if "swap" in layer:
@@ -323,6 +324,20 @@ def _release_rules(resolved):
             )
         if validation["recommended"]:
             resolved["kernel_recommended"] = {"versions": validation["recommended"], "source": validation["source"]}
+    conntrack = releases.KUBE_PROXY_CONNTRACK
+    if (
+        resolved["distribution"] in conntrack["distributions"]
+        and resolved["kube_proxy_mode"]["mode"] in conntrack["modes"]
+        and conntrack["module"] not in resolved["modules"]
+        and conntrack["module"] not in resolved["dropped_modules"]
+    ):
+        resolved["modules"][conntrack["module"]] = {
+            "alternatives": list(conntrack["alternatives"]),
+            "required": True,
+            "source": conntrack["source"],
+            "why": conntrack["why"],
+        }
+        resolved["order"].append(conntrack["source"])
     mode = resolved["kube_proxy_mode"]
     # The layer that chose the mode (kube_proxy_mode:ipvs, or its alias extras:ipvs).
     layer = mode["source"] if mode["source"].startswith("extras:") else f"kube_proxy_mode:{mode['mode']}"
@@ -378,6 +393,8 @@ def resolve(distribution, pillar, arguments, identity, read_node=_no_node):
         "cni": None,
         "kube_proxy_mode": None,
         "modules": {},
+        # Names a layer dropped (``name: false``): the release rules add none of them back.
+        "dropped_modules": set(),
         "sysctls": {},
         "swap": {"policy": "off", "source": "defaults"},
         "files": {what: {"path": path, "source": "defaults"} for what, path in DEFAULTS["files"].items()},
@@ -425,4 +442,5 @@ def resolve(distribution, pillar, arguments, identity, read_node=_no_node):
             _routed_cni_drops_bridge(resolved, cni)
     resolved["extras"] = extras
     _release_rules(resolved)
+    resolved["dropped_modules"] = sorted(resolved["dropped_modules"])
     return resolved

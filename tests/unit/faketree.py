@@ -398,7 +398,7 @@ class FakeTree:
 
     # ------------------------------------------------------------- scenarios
 
-    def fresh_node(self, modules=("overlay", "br_netfilter")):
+    def fresh_node(self, modules=("overlay", "br_netfilter", "nf_conntrack")):
         """A just-installed modular host: modules available, none loaded, defaults live."""
         self.modular(available=modules)
         self.kernel_defaults()
@@ -410,9 +410,10 @@ class FakeTree:
 
     def prepared_kubeadm(self):
         """A host already prepared by hand the way kubeadm's install docs say."""
-        self.modular(loaded=("overlay", "br_netfilter"))
+        self.modular(loaded=("overlay", "br_netfilter", "nf_conntrack"))
         self.kernel_defaults({"net.ipv4.ip_forward": "1"})
-        self.modules_load("k8s.conf", ["overlay", "br_netfilter"])
+        # nf_conntrack: kube-proxy writes nf_conntrack_max at start (kubernetes/kops#17968).
+        self.modules_load("k8s.conf", ["overlay", "br_netfilter", "nf_conntrack"])
         self.sysctl_d(
             "k8s.conf",
             "net.bridge.bridge-nf-call-iptables  = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"

@@ -44,12 +44,17 @@ def test_prepare_fresh_node(k8snode, tree):
     assert ret["distribution"] == "kubeadm"
 
     # Modules: an argv list with "--", never through a shell.
-    assert tree.argvs() == [["modprobe", "--", "overlay"], ["modprobe", "--", "br_netfilter"]]
+    # nf_conntrack: kube-proxy writes nf_conntrack_max at start (kubernetes/kops#17968).
+    assert tree.argvs() == [
+        ["modprobe", "--", "overlay"],
+        ["modprobe", "--", "br_netfilter"],
+        ["modprobe", "--", "nf_conntrack"],
+    ]
     assert all(call["python_shell"] is False for call in tree.calls)
-    assert set(tree.loaded()) == {"overlay", "br_netfilter"}
+    assert set(tree.loaded()) == {"overlay", "br_netfilter", "nf_conntrack"}
 
     # The two managed files, with the header, mode 0644.
-    assert tree.read(MODULES_FILE) == managed(k8snode, "br_netfilter", "overlay")
+    assert tree.read(MODULES_FILE) == managed(k8snode, "br_netfilter", "nf_conntrack", "overlay")
     assert tree.read(SYSCTL_FILE) == managed(k8snode, *KUBEADM_SYSCTLS)
     for relative in (MODULES_FILE, SYSCTL_FILE):
         assert tree.mode(relative) == 0o644
@@ -61,13 +66,14 @@ def test_prepare_fresh_node(k8snode, tree):
     assert set(ret["changes"]) == {
         "module:overlay",
         "module:br_netfilter",
+        "module:nf_conntrack",
         "sysctl:net.ipv4.ip_forward",
         "file:/etc/modules-load.d/k8snode.conf",
         "file:/etc/sysctl.d/99-k8snode.conf",
     }
     assert ret["changes"]["sysctl:net.ipv4.ip_forward"] == {"old": "0", "new": "1"}
     assert ret["changes"]["file:/etc/sysctl.d/99-k8snode.conf"]["old"] is None
-    assert ret["comment"] == "5 change(s) made"
+    assert ret["comment"] == "6 change(s) made"
 
     audit = k8snode.audit(root=tree.path)
     assert audit["ready"] is True, audit["failing"]
@@ -116,7 +122,7 @@ def test_test_mode_on_prepared_node_is_true_without_changes(k8snode, tree):
 
 
 def test_builtin_kernel_runs_no_modprobe(k8snode, tree):
-    tree.debian(12, sysctl_conf="").monolithic(builtin=["overlay", "br_netfilter"]).kernel_defaults()
+    tree.debian(12, sysctl_conf="").monolithic(builtin=["overlay", "br_netfilter", "nf_conntrack"]).kernel_defaults()
     tree.sysctl("net.bridge.bridge-nf-call-iptables", 1)
     tree.sysctl("net.bridge.bridge-nf-call-ip6tables", 1)
     ret = k8snode._prepare(root=tree.path)
@@ -153,7 +159,7 @@ def test_alternatives_tried_in_order_when_nothing_is_known(k8snode, tree):
 
 
 def test_one_failure_does_not_stop_the_others(k8snode, tree):
-    tree.redhat().modular(available=["overlay"]).kernel_defaults()
+    tree.redhat().modular(available=["overlay", "nf_conntrack"]).kernel_defaults()
     ret = k8snode._prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": 1})
     assert ret["result"] is False
     assert set(ret["failures"]) == {
@@ -169,7 +175,7 @@ def test_one_failure_does_not_stop_the_others(k8snode, tree):
     # The rest was done.
     assert "overlay" in tree.loaded()
     assert tree.live("net.ipv4.ip_forward") == "1"
-    assert tree.read(MODULES_FILE) == managed(k8snode, "overlay")
+    assert tree.read(MODULES_FILE) == managed(k8snode, "nf_conntrack", "overlay")
     assert tree.read(SYSCTL_FILE) == managed(k8snode, "net.ipv4.ip_forward = 1")
 
 
@@ -183,14 +189,14 @@ def test_modprobe_error_is_reported_with_the_hint(k8snode, tree):
 
 
 def test_optional_missing_module_is_a_note(k8snode, tree):
-    tree.redhat().modular(available=["overlay", "br_netfilter"]).kernel_defaults()
+    tree.redhat().modular(available=["overlay", "br_netfilter", "nf_conntrack"]).kernel_defaults()
     ret = k8snode._prepare(root=tree.path, modules={"ip_vs": {"required": False}})
     assert ret["result"] is True, ret["comment"]
     assert "optional module ip_vs unavailable" in ret["comment"]
 
 
 def test_optional_missing_sysctl_is_a_note(k8snode, tree):
-    tree.redhat().modular(available=["overlay", "br_netfilter"]).kernel_defaults()
+    tree.redhat().modular(available=["overlay", "br_netfilter", "nf_conntrack"]).kernel_defaults()
     ret = k8snode._prepare(root=tree.path, sysctls={"net.ipv4.tcp_no_such_key": {"value": 1, "required": False}})
     assert ret["result"] is True, ret["comment"]
     assert "net.ipv4.tcp_no_such_key does not exist" in ret["comment"]
@@ -208,7 +214,7 @@ def test_user_file_at_the_managed_path_is_not_clobbered(k8snode, tree):
     assert "not written by k8snode" in ret["failures"]["file:/etc/sysctl.d/99-k8snode.conf"]
     assert tree.read(SYSCTL_FILE) == user
     # Everything else was still done.
-    assert tree.read(MODULES_FILE) == managed(k8snode, "br_netfilter", "overlay")
+    assert tree.read(MODULES_FILE) == managed(k8snode, "br_netfilter", "nf_conntrack", "overlay")
 
 
 def test_hand_edited_managed_file_is_restored(k8snode, tree):

@@ -106,7 +106,14 @@ def test_each_cni_resolves_to_its_documented_needs(k8snode, tree, cni):
     assert {path: (m["fstype"], m["required"]) for path, m in resolved["mounts"].items()} == expected["mounts"]
     for mount in resolved["mounts"].values():
         assert mount["source"] == source
-    assert resolved["order"] == ["distribution:kubeadm", source, "os_family:Debian", "pillar", "arguments"]
+    assert resolved["order"] == [
+        "distribution:kubeadm",
+        source,
+        "os_family:Debian",
+        "pillar",
+        "arguments",
+        "kube_proxy:conntrack",
+    ]
     # The distribution's own values keep their source (Flannel re-asserts br_netfilter).
     assert resolved["sysctls"]["net.ipv4.ip_forward"]["source"] == "distribution:kubeadm"
     assert resolved["modules"]["overlay"]["source"] == "distribution:kubeadm"
@@ -118,10 +125,17 @@ def test_no_cni_by_default_and_none_is_accepted(k8snode, tree):
     assert default["cni"] == {"name": None, "source": "defaults"}
     assert default["kube_proxy_mode"] == {"mode": "iptables", "source": "defaults"}
     assert default["kernel_floors"] == [] and default["mounts"] == {} and default["deprecations"] == []
-    assert default["order"] == ["distribution:kubeadm", "os_family:Debian", "pillar", "arguments"]
+    assert default["order"] == [
+        "distribution:kubeadm",
+        "os_family:Debian",
+        "pillar",
+        "arguments",
+        "kube_proxy:conntrack",
+    ]
     explicit = k8snode.requirements(root=tree.path, pillar={"cni": "cilium"}, cni="none")
     assert explicit["cni"] == {"name": None, "source": "arguments"}
-    assert set(explicit["modules"]) == {"overlay", "br_netfilter"}
+    # nf_conntrack: kubeadm's kube-proxy (kubernetes/kops#17968), whatever the plugin.
+    assert set(explicit["modules"]) == {"overlay", "br_netfilter", "nf_conntrack"}
 
 
 def test_the_rhel_kernel_floor_is_4_18_for_both_cnis(k8snode, tree):

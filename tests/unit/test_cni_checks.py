@@ -48,10 +48,10 @@ CALICO_MODULES = [
 
 def _node(tree, modules=(), rp_filter=None):
     """A Debian 12 node prepared for the distribution, with ``modules`` available (not loaded)."""
-    tree.debian(12, sysctl_conf="").modular(loaded=["overlay", "br_netfilter"], available=modules)
+    tree.debian(12, sysctl_conf="").modular(loaded=["overlay", "br_netfilter", "nf_conntrack"], available=modules)
     tree.kernel_defaults({"net.ipv4.ip_forward": 1}).kernel_config(GOOD_KERNEL_CONFIG).mounts().swaps()
     tree.fstab("UUID=0a1b / ext4 errors=remount-ro 0 1\n")
-    tree.modules_load("k8s.conf", ["overlay", "br_netfilter"])
+    tree.modules_load("k8s.conf", ["overlay", "br_netfilter", "nf_conntrack"])
     tree.sysctl_d(
         "90-kubernetes.conf",
         "net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n",

@@ -177,7 +177,7 @@ def test_builtin_via_capability_bridge_sysctl(k8snode, tree):
 
 def test_builtin_kernel_audit_counts_overlay_and_br_netfilter_as_present(k8snode, tree):
     """WSL2/Firecracker-style kernel: everything built in, no /proc/modules, nothing persisted."""
-    tree.debian().monolithic(config=GOOD_KERNEL_CONFIG)
+    tree.debian().monolithic(config={**GOOD_KERNEL_CONFIG, "NF_CONNTRACK": "y"})
     tree.filesystems("overlay")
     tree.kernel_defaults({"net.ipv4.ip_forward": "1"})
     tree.sysctl("net.bridge.bridge-nf-call-iptables", 1)

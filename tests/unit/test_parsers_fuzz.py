@@ -383,7 +383,7 @@ def test_fstab_swap_lines_never_crash(text):
 
 
 NOTHING_BUT_SWAP = {
-    "modules": {"overlay": False, "br_netfilter": False},
+    "modules": {"overlay": False, "br_netfilter": False, "nf_conntrack": False},
     "sysctls": {
         "net.ipv4.ip_forward": False,
         "net.bridge.bridge-nf-call-iptables": False,

@@ -429,3 +429,34 @@ def test_kubeadms_preflight_binaries_by_release(k8snode, tree, release, wanted, 
     assert not (not_wanted & set(check["live"]))
     tree.binaries(*check["live"])
     assert k8snode.audit(root=tree.path, kubernetes_version=release)["checks"]["binaries"]["status"] == "ok"
+
+
+# ------------------------------------------------------------------ nf_conntrack
+
+
+@pytest.mark.parametrize(("mode", "wanted"), [("iptables", True), ("ipvs", True), ("nftables", True), ("none", False)])
+def test_kubeadms_kube_proxy_needs_nf_conntrack_at_boot(k8snode, tree, mode, wanted):
+    """cmd/kube-proxy/app/server_linux.go sets up conntrack in every mode and exits when
+    /proc/sys/net/netfilter/nf_conntrack_max is missing (kubernetes/kops#17968)."""
+    tree.debian(12).fresh_node()
+    modules = k8snode.requirements(root=tree.path, kube_proxy_mode=mode)["modules"]
+    assert ("nf_conntrack" in modules) is wanted
+    if wanted and mode != "ipvs":
+        assert modules["nf_conntrack"]["source"] == "kube_proxy:conntrack"
+        assert "kops#17968" in modules["nf_conntrack"]["why"]
+
+
+def test_a_user_who_drops_nf_conntrack_is_heard(k8snode, tree):
+    tree.debian(12).fresh_node()
+    resolved = k8snode.requirements(root=tree.path, pillar={"modules": {"nf_conntrack": False}})
+    assert "nf_conntrack" not in resolved["modules"]
+    assert resolved["dropped_modules"] == ["nf_conntrack"]
+
+
+def test_a_prepared_kubeadm_node_loads_and_persists_nf_conntrack(k8snode, tree):
+    tree.debian(12).fresh_node()
+    ret = k8snode._prepare(root=tree.path)
+    assert ret["result"] is True, ret["comment"]
+    assert ["modprobe", "--", "nf_conntrack"] in tree.argvs("modprobe")
+    assert "nf_conntrack" in tree.read("etc/modules-load.d/k8snode.conf").splitlines()
+    assert k8snode.audit(root=tree.path)["checks"]["module:nf_conntrack"]["status"] == "ok"

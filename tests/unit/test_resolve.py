@@ -58,8 +58,13 @@ def test_distribution_per_os_family(k8snode, tree, distribution, family):
 
     assert resolved["distribution"] == distribution
     assert resolved["os_family"] == family
-    assert set(resolved["modules"]) == expected["modules"]
-    for spec in resolved["modules"].values():
+    # kubeadm's kube-proxy needs nf_conntrack at start (kubernetes/kops#17968): a rule of
+    # its own, not the distribution's table.
+    conntrack_rule = distribution == "kubeadm"
+    modules = {name: spec for name, spec in resolved["modules"].items() if spec["source"] != "kube_proxy:conntrack"}
+    assert ("nf_conntrack" in resolved["modules"] and "nf_conntrack" not in modules) is conntrack_rule
+    assert set(modules) == expected["modules"]
+    for spec in modules.values():
         assert spec["required"] is True
         assert spec["source"] == f"distribution:{distribution}"
     if "nf_conntrack" in expected["modules"]:
@@ -77,7 +82,8 @@ def test_distribution_per_os_family(k8snode, tree, distribution, family):
         "modules_load": {"path": "/etc/modules-load.d/k8snode.conf", "source": "defaults"},
         "sysctl": {"path": "/etc/sysctl.d/99-k8snode.conf", "source": "defaults"},
     }
-    assert resolved["order"] == [f"distribution:{distribution}", f"os_family:{family}", "pillar", "arguments"]
+    order = [f"distribution:{distribution}", f"os_family:{family}", "pillar", "arguments"]
+    assert resolved["order"] == order + (["kube_proxy:conntrack"] if conntrack_rule else [])
 
 
 def test_os_family_boot_data_and_hints(k8snode, make_tree):
@@ -89,7 +95,13 @@ def test_os_family_boot_data_and_hints(k8snode, make_tree):
 
     trixie = k8snode.requirements(root=make_tree("t").debian(13, sysctl_link=False).path)
     assert trixie["boot"] == {"reads_etc_sysctl_conf": None, "etc_modules": "/etc/modules"}
-    assert trixie["order"] == ["distribution:kubeadm", "os_family:Debian", "pillar", "arguments"]
+    assert trixie["order"] == [
+        "distribution:kubeadm",
+        "os_family:Debian",
+        "pillar",
+        "arguments",
+        "kube_proxy:conntrack",
+    ]
 
     rhel = k8snode.requirements(root=make_tree("r").redhat(os_id="rhel", version="10.0").path)
     assert rhel["os_family"] == "RedHat"
@@ -322,8 +334,8 @@ def test_resolution_does_not_mutate_the_tables(k8snode, tree):
 
 
 def test_optional_check_fails_as_warn_and_keeps_ready(k8snode, tree):
-    tree.redhat().modular(loaded=["overlay"]).kernel_defaults().swaps()
-    tree.modules_load("k8s.conf", ["overlay"])
+    tree.redhat().modular(loaded=["overlay", "nf_conntrack"]).kernel_defaults().swaps()
+    tree.modules_load("k8s.conf", ["overlay", "nf_conntrack"])
     tree.sysctl_d("99-kubernetes.conf", "net.ipv4.ip_forward = 1\n")
     tree.sysctl("net.ipv4.ip_forward", 1)
     pillar = {

@@ -16,7 +16,7 @@ INTERFACES = {"all": "0", "default": "2", "lo": "2", "eth0": "2", "lxc1": "0", "
 
 def _cilium_node(tree, interfaces=INTERFACES, fifty_default=True):
     cilium_modules = ["ip_set", "xt_set", "ip_set_hash_ip", "xt_comment", "vxlan"]
-    tree.debian(12, sysctl_conf="").modular(loaded=["overlay", "br_netfilter", *cilium_modules])
+    tree.debian(12, sysctl_conf="").modular(loaded=["overlay", "br_netfilter", "nf_conntrack", *cilium_modules])
     tree.kernel_defaults({"net.ipv4.ip_forward": 1})
     tree.write("run/systemd/system/.keep", "")
     for name, value in interfaces.items():
@@ -121,7 +121,7 @@ def test_listing_proc_sys_uses_the_glob_model(k8snode, make_tree):
 
 
 def _forwarding_node(tree):
-    tree.debian(12, sysctl_conf="net.ipv4.ip_forward = 0\n").modular(loaded=["overlay", "br_netfilter"])
+    tree.debian(12, sysctl_conf="net.ipv4.ip_forward = 0\n").modular(loaded=["overlay", "br_netfilter", "nf_conntrack"])
     tree.kernel_defaults({"net.ipv4.ip_forward": 1}).write("run/systemd/system/.keep", "")
     tree.sysctl_d("10-a.conf", "net.ipv4.conf.*.forwarding = 0\n")
     tree.sysctl_d("90-k8s.conf", "net.ipv4.ip_forward = 1\n")

@@ -29,7 +29,9 @@ def _procps_host(tree, version="3.3.17", where="usr/sbin/sysctl", interfaces=Non
 
 def _cilium_host(tree, version):
     _procps_host(tree, version, interfaces=INTERFACES)
-    tree.modular(loaded=["overlay", "br_netfilter", "ip_set", "xt_set", "ip_set_hash_ip", "xt_comment", "vxlan"])
+    tree.modular(
+        loaded=["overlay", "br_netfilter", "nf_conntrack", "ip_set", "xt_set", "ip_set_hash_ip", "xt_comment", "vxlan"]
+    )
     tree.kernel_defaults({"net.ipv4.ip_forward": 1})
     return tree
 
