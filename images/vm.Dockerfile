@@ -10,13 +10,17 @@ FROM ${MINION_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 
 # A small initramfs: only what it takes to mount /dev/vda (virtio) as ext4.
+# nftables, iptables, ipvsadm: what proves a module's effect on a real node
+# (tests/integration/vm): nft and ipvsadm make the kernel load nf_tables and ip_vs on
+# demand. Their units are masked: a fresh node loads none of those modules at boot.
 COPY initramfs-modules /etc/initramfs-tools/modules
 RUN set -e; \
     mkdir -p /etc/initramfs-tools/conf.d; \
     echo MODULES=list > /etc/initramfs-tools/conf.d/k8snode-vm.conf; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-        systemd systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64; \
+        systemd systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64 \
+        nftables iptables ipvsadm; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/*; \
     ls /boot/vmlinuz-* /boot/initrd.img-*
@@ -40,7 +44,7 @@ RUN set -e; \
                 sys-fs-fuse-connections.mount sys-kernel-config.mount modprobe@configfs.service \
                 modprobe@dm_mod.service modprobe@efi_pstore.service modprobe@fuse.service \
                 modprobe@loop.service modprobe@drm.service systemd-update-utmp.service \
-                systemd-update-utmp-runlevel.service; do \
+                systemd-update-utmp-runlevel.service nftables.service ipvsadm.service; do \
         ln -sf /dev/null "/etc/systemd/system/$unit"; \
     done; \
     printf '/dev/vda / ext4 rw,errors=remount-ro 0 0\n' > /etc/fstab; \

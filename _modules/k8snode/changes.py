@@ -71,13 +71,41 @@ def _write_managed(outcome, root, path, content):
     return True
 
 
+def _unloadable(outcome, name, requirement, reason):
+    if requirement["required"]:
+        outcome.fail(f"module:{name}", reason)
+    else:
+        outcome.notes.append(f"optional module {name}: {reason}.")
+
+
 def _load_modules(outcome, resolved, facts, root, run):
-    """Load what is missing; return {requirement name: module name now present}."""
+    """Load what is missing; return {requirement name: module name now present}. What
+    modprobe.d forbids is not run; what it blacklists loads now but not at boot (kmod's
+    deny-list stops systemd-modules-load): both fail, naming the line."""
     present = {}
+    rules = kernel.modprobe_rules(root)
     for name, requirement in resolved["modules"].items():
         chosen, state, evidence = kernel.resolve_module(requirement["alternatives"], facts, root)
+        install = rules["install"].get(chosen)
+        if state != "builtin" and chosen in rules["blacklist"]:
+            _unloadable(
+                outcome,
+                name,
+                requirement,
+                f"{chosen} is blacklisted ({rules['blacklist'][chosen]}): systemd-modules-load will skip it at "
+                "every boot; remove that line (k8snode does not edit modprobe.d)",
+            )
         if state in ("loaded", "builtin"):
             present[name] = chosen
+            continue
+        if state == "available" and install and install["loads_nothing"]:
+            _unloadable(
+                outcome,
+                name,
+                requirement,
+                f"modprobe.d replaces loading {chosen} with `{install['command']}` ({install['where']}): "
+                "nothing loads it; remove that line (k8snode does not edit modprobe.d)",
+            )
             continue
         candidates = [chosen] if state == "available" else requirement["alternatives"]
         if outcome.test:
@@ -100,6 +128,8 @@ def _load_modules(outcome, resolved, facts, root, run):
         else:
             hint = resolved["hints"].get(name)
             reason = f"{evidence}; " + "; ".join(errors) + (f" ({hint})" if hint else "")
+            if kernel.modules_disabled(root):
+                reason = f"kernel.modules_disabled is 1: no module loads until the next boot; {reason}"
             if requirement["required"]:
                 outcome.fail(f"module:{name}", reason)
             else:

@@ -23,23 +23,63 @@ def _check(status, required, expected, live, boot, detail, **extra):
     }
 
 
-def _module_check(requirement, facts, persisted, hints, root):
+def _load_blocker(name, loading, explicit):
+    """Why ``name`` will not load (now, by ``modprobe name`` when ``explicit``, else by
+    alias or systemd-modules-load), or None: modprobe.d's install and blacklist lines,
+    kernel.modules_disabled."""
+    install = loading["rules"]["install"].get(name)
+    if install and install["loads_nothing"]:
+        return f"modprobe.d replaces its loading with `{install['command']}` ({install['where']}): nothing loads it"
+    if not explicit and name in loading["rules"]["blacklist"]:
+        return (
+            f"it is blacklisted ({loading['rules']['blacklist'][name]}): systemd-modules-load and the kernel's "
+            "on-demand requests skip it (an explicit modprobe still loads it)"
+        )
+    return None
+
+
+def _module_verdict(chosen, state, evidence, files, loading, release):
+    """(status, detail, lost_at_reboot) of one module."""
+    at_boot = _load_blocker(chosen, loading, explicit=False)
+    demand = kernel.on_demand(chosen, release)
+    if demand and (at_boot or loading["disabled"]):
+        demand = None
+    if state == "builtin":
+        return "ok", f"{chosen} is built into the kernel ({evidence})", False
+    if state == "loaded" and files and at_boot:
+        return "fail", f"{chosen} is loaded now and listed in {files[0]}, but {at_boot}: lost at the next reboot", True
+    if state == "loaded" and files:
+        return "ok", f"{chosen} is loaded and listed in {files[0]} for boot", False
+    if state == "loaded" and demand:
+        detail = f"{chosen} is loaded now; no modules-load.d file lists it, and the kernel loads it again {demand}"
+        return "warn", detail + ": state.apply k8snode persists it", False
+    if state == "loaded":
+        return "fail", f"{chosen} is loaded now but no modules-load.d file lists it: lost at the next reboot", True
+    if state == "available":
+        now = _load_blocker(chosen, loading, explicit=True)
+        if now:
+            return "fail", f"{chosen} is available but {now}: neither modprobe nor state.apply can load it", False
+        if loading["disabled"]:
+            detail = f"{chosen} is available, but kernel.modules_disabled is 1: no module loads until the next boot"
+            return "fail", detail, False
+        when = f"listed in {files[0]} for boot" if files else "not persisted either"
+        if demand:
+            detail = f"{chosen} is not loaded; the kernel loads it {demand} ({when})"
+            return ("ok" if files else "warn"), detail + ("" if files else ": state.apply k8snode persists it"), False
+        detail = f"{chosen} is available but not loaded ({when}): run state.apply k8snode"
+        if at_boot:
+            detail += f"; {at_boot}"
+        return "fail", detail, False
+    return "fail", f"{chosen} is not in this kernel: {evidence}", False
+
+
+def _module_check(requirement, facts, persisted, hints, root, loading):
     chosen, state, evidence = kernel.resolve_module(requirement["alternatives"], facts, root)
     files = persisted.get(chosen, [])
     boot = ", ".join(files) if files else ("built in" if state == "builtin" else "not persisted")
-    hint = f" ({hints[chosen]})" if chosen in hints else ""
-    live_ok = state in ("loaded", "builtin")
-    if state == "builtin":
-        status, detail = "ok", f"{chosen} is built into the kernel ({evidence})"
-    elif state == "loaded" and files:
-        status, detail = "ok", f"{chosen} is loaded and listed in {files[0]} for boot"
-    elif state == "loaded":
-        status, detail = "fail", f"{chosen} is loaded now but no modules-load.d file lists it: lost at the next reboot"
-    elif state == "available":
-        when = f"listed in {files[0]} for boot" if files else "not persisted either"
-        status, detail = "fail", f"{chosen} is available but not loaded ({when}): run state.apply k8snode"
-    else:
-        status, detail = "fail", f"{chosen} is not in this kernel: {evidence}{hint}"
+    status, detail, lost = _module_verdict(chosen, state, evidence, files, loading, facts["release"])
+    if state == "missing" and chosen in hints:
+        detail += f" ({hints[chosen]})"
     return _check(
         status,
         requirement["required"],
@@ -48,7 +88,7 @@ def _module_check(requirement, facts, persisted, hints, root):
         boot,
         detail,
         module=chosen,
-        lost_at_reboot=live_ok and status != "ok",
+        lost_at_reboot=lost,
         source=requirement.get("source"),
     )
 
@@ -307,8 +347,9 @@ def audit(resolved, root):
     writers = host.runtime_sysctl_writers(root)
     checks = {}
     module_states = {}
+    loading = {"rules": kernel.modprobe_rules(root), "disabled": kernel.modules_disabled(root)}
     for name, requirement in resolved["modules"].items():
-        check = _module_check(requirement, facts, persisted, resolved["hints"], root)
+        check = _module_check(requirement, facts, persisted, resolved["hints"], root, loading)
         checks[f"module:{name}"] = check
         module_states[name] = check["live"]
     for key, requirement in resolved["sysctls"].items():

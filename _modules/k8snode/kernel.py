@@ -13,7 +13,7 @@ import os
 import re
 
 from . import host
-from .tables import MODULE_EVIDENCE
+from .tables import MODULE_EVIDENCE, ON_DEMAND
 
 # systemd-modules-load reads these, in this order; a file name in an earlier
 # directory masks the same name in a later one.
@@ -189,3 +189,67 @@ def boot_modules(root, etc_modules):
         for name in parse_modules_load(host.read_text(full) or ""):
             persisted.setdefault(name, []).append(host.display(root, full))
     return persisted
+
+
+# kmod reads these (modprobe.d(5)); a file name in an earlier directory masks the same
+# name in a later one, as for modules-load.d.
+MODPROBE_DIRS = ("etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d")
+# An install command that loads nothing: modprobe runs it instead of inserting the module.
+_NO_OP_COMMANDS = ("false", "true", "/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true")
+
+
+def _modprobe_lines(text):
+    """(line number, words) of modprobe.d text: comments dropped, ``\\`` continuations joined."""
+    pending, start = "", None
+    for number, line in enumerate(text.splitlines(), 1):
+        if start is None:
+            start = number
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        words = (pending + line).split()
+        pending, first = "", start
+        start = None
+        if words and not words[0].startswith("#"):
+            yield first, words
+
+
+def modprobe_rules(root):
+    """What modprobe.d says of loading modules: ``{"blacklist": {name: "file:line"},
+    "install": {name: {"command", "where", "loads_nothing"}}}``. ``blacklist`` stops
+    loading by alias (the kernel's on-demand requests, udev) and systemd-modules-load
+    (kmod's deny-list: "Module 'x' is deny-listed (by kmod)"), not an explicit
+    ``modprobe x``; an ``install`` line replaces every load, explicit or not, with its
+    command (``/bin/false`` loads nothing). The first line for a name wins, as in kmod."""
+    rules = {"blacklist": {}, "install": {}}
+    for _, full in host.conf_files(root, MODPROBE_DIRS):
+        shown = host.display(root, full)
+        for number, words in _modprobe_lines(host.read_text(full) or ""):
+            if words[0] not in ("blacklist", "install") or len(words) < 2:
+                continue
+            name = words[1].replace("-", "_")
+            where = f"{shown}:{number}"
+            if words[0] == "blacklist":
+                rules["blacklist"].setdefault(name, where)
+                continue
+            command = " ".join(words[2:])
+            loads_nothing = not words[2:] or (words[2] in _NO_OP_COMMANDS and "--ignore-install" not in command)
+            rules["install"].setdefault(name, {"command": command, "where": where, "loads_nothing": loads_nothing})
+    return rules
+
+
+def modules_disabled(root):
+    """Whether ``kernel.modules_disabled`` is 1 now: no module loads until the next boot."""
+    return (host.read_text(host.path(root, "proc/sys/kernel/modules_disabled")) or "0").strip() == "1"
+
+
+def on_demand(name, release):
+    """How the kernel loads ``name`` by itself when it is first needed (``ON_DEMAND``), or
+    None; the running kernel must be at least the entry's ``since``."""
+    entry = ON_DEMAND.get(name)
+    if not entry:
+        return None
+    found = parse_kernel_version(release)
+    if entry.get("since") and (found is None or found < parse_kernel_version(entry["since"])):
+        return None
+    return entry["how"]

@@ -309,6 +309,23 @@ MODULE_EVIDENCE = {
     "wireguard": {"config": "WIREGUARD"},
 }
 
+#: Modules the kernel loads by itself when they are first needed (request_module through
+#: an alias), unless modprobe.d or kernel.modules_disabled stops it: a module that is only
+#: available is not a failure for them (k8snode still persists them, as the seed asks).
+ON_DEMAND = {
+    # fs/filesystems.c get_fs_type(): request_module("fs-%s"); fs/overlayfs: MODULE_ALIAS_FS("overlay").
+    "overlay": {"how": 'on the first overlay mount (request_module("fs-overlay"), MODULE_ALIAS_FS)'},
+    # Since Linux 5.15 (commit 2199f562730d) the IPVS generic netlink family autoloads;
+    # kube-proxy stopped reading /proc/modules for it (kubernetes/kubernetes#114669).
+    "ip_vs": {"how": "on the first IPVS netlink call (genl family autoload, Linux 5.15)", "since": "5.15"},
+    # net/netfilter/ipvs/ip_vs_sched.c: request_module("ip_vs_%s", sched_name).
+    "ip_vs_rr": {"how": 'when a virtual service first uses its scheduler (request_module("ip_vs_rr"))'},
+    "ip_vs_wrr": {"how": 'when a virtual service first uses its scheduler (request_module("ip_vs_wrr"))'},
+    "ip_vs_sh": {"how": 'when a virtual service first uses its scheduler (request_module("ip_vs_sh"))'},
+    # net/netfilter/nfnetlink.c: request_module("nfnetlink-subsys-%d"); nf_tables: MODULE_ALIAS_NFNL_SUBSYS.
+    "nf_tables": {"how": 'on the first nftables netlink call (request_module("nfnetlink-subsys-10"))'},
+}
+
 #: What kubeadm's system verification requires of the kernel config.
 KERNEL_CONFIG_REQUIRED = (
     "NAMESPACES", "NET_NS", "PID_NS", "IPC_NS", "UTS_NS", "CGROUPS", "CGROUP_CPUACCT",

@@ -375,6 +375,13 @@ class FakeTree:
             name = argv[2].replace("-", "_")  # modprobe treats '-' and '_' alike
             if name in self.modprobe_fails:
                 return {"retcode": 1, "stdout": "", "stderr": self.modprobe_fails[name]}
+            if (self.read("proc/sys/kernel/modules_disabled") or "0").strip() == "1" and name not in self.loaded():
+                # The kernel refuses init_module: modprobe says so.
+                return {
+                    "retcode": 1,
+                    "stdout": "",
+                    "stderr": f"modprobe: ERROR: could not insert '{name}': Operation not permitted",
+                }
             if name in self.loaded():
                 return {"retcode": 0, "stdout": "", "stderr": ""}
             if name not in self.modules_dep():

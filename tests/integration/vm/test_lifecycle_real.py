@@ -74,15 +74,55 @@ def _a_fresh_node_is_a_vm_and_not_ready(salt_master, node):
         check = report["checks"][f"module:{module}"]
         # A real modular kernel: the module is there (modules.dep), not built in, not loaded.
         assert check["live"] == "available", check
-        assert check["status"] == "fail", check
         assert check["boot"] == "not persisted", check
-        assert "available but not loaded" in check["detail"], check
+    # br_netfilter: nothing loads it but modprobe. overlay: the kernel loads it on the first
+    # overlay mount, so it is no failure (issue 20); _what_loads_on_demand shows it.
+    check = report["checks"]["module:br_netfilter"]
+    assert check["status"] == "fail" and "available but not loaded" in check["detail"], check
+    check = report["checks"]["module:overlay"]
+    assert check["status"] == "warn" and "on the first overlay mount" in check["detail"], check
     for key in ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"):
         check = report["checks"][f"sysctl:{key}"]
         assert check["live"] is None, check
         assert "does not exist" in check["detail"] and "br_netfilter is available" in check["detail"], check
     assert report["checks"]["sysctl:net.ipv4.ip_forward"]["live"] == "0"
-    assert "module:overlay" in report["failing"] and "module:br_netfilter" in report["failing"]
+    assert "module:overlay" not in report["failing"] and "module:br_netfilter" in report["failing"]
+    _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node)
+
+
+#: A throw-away overlay mount: what containerd's overlayfs snapshotter does for a container.
+OVERLAY_MOUNT = (
+    "d=$(mktemp -d); mkdir $d/l $d/u $d/w $d/m; "
+    "mount -t overlay overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w $d/m && umount $d/m"
+)
+FORBID = "/etc/modprobe.d/k8snode-test-forbid.conf"
+
+
+def _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node):
+    """Issue 20: the audit's verdicts on modules the kernel loads by itself, against the
+    kernel. An overlay mount, ``nft`` and ``ipvsadm`` work on this fresh node although
+    overlay, nf_tables and ip_vs are not loaded (each loads on its first use), and the
+    audit does not fail them; with ``install overlay /bin/false`` in modprobe.d the mount
+    fails, and so does the audit, naming that line. The node is left as it was."""
+    report = audit(salt_master, node, kube_proxy_mode="ipvs", modules={"nf_tables": {}})
+    for module in ("overlay", "nf_tables", "ip_vs"):
+        check = report["checks"][f"module:{module}"]
+        assert (check["status"], check["live"]) == ("warn", "available"), check
+        assert "the kernel loads it on the first" in check["detail"], check
+    node.sh(f"{OVERLAY_MOUNT}; nft list tables; ipvsadm -Ln >/dev/null")
+    assert {"overlay", "nf_tables", "ip_vs"} <= proc_modules(node)  # each loaded by its first use
+    # Unloaded again (with what ip_vs pulled in): phase 2 expects modprobe to load each.
+    node.sh("for m in overlay nf_tables ip_vs nf_conntrack; do modprobe -r $m 2>/dev/null || true; done; sync")
+    assert not set(MODULES) & proc_modules(node), proc_modules(node)
+
+    node.sh(f"printf 'install overlay /bin/false\\n' > {FORBID}")
+    check = audit(salt_master, node)["checks"]["module:overlay"]
+    assert check["status"] == "fail", check
+    assert f"{FORBID}:1" in check["detail"] and "/bin/false" in check["detail"], check
+    mounted = node.sh(f"{OVERLAY_MOUNT} 2>&1 && echo mounted || echo refused").split()[-1]
+    assert mounted == "refused"  # the kernel's request_module ran /bin/false
+    assert "overlay" not in proc_modules(node)
+    node.sh(f"rm -f {FORBID}; sync")
 
 
 def _nftables_needs_a_module_that_exists_but_is_not_loaded(salt_master, node):
@@ -92,9 +132,10 @@ def _nftables_needs_a_module_that_exists_but_is_not_loaded(salt_master, node):
     kernel = node.sh("uname -r").strip()
     report = audit(salt_master, node, kube_proxy_mode="nftables")
     check = report["checks"]["module:nf_tables"]
-    assert (check["status"], check["live"], check["boot"]) == ("fail", "available", "not persisted"), check
-    assert "nf_tables is available but not loaded" in check["detail"], check
-    assert "module:nf_tables" in report["failing"]
+    # nft's first netlink call loads it (shown in _what_loads_on_demand...): a warning.
+    assert (check["status"], check["live"], check["boot"]) == ("warn", "available", "not persisted"), check
+    assert "nf_tables is not loaded; the kernel loads it on the first nftables netlink call" in check["detail"]
+    assert "module:nf_tables" not in report["failing"]
     floor = report["checks"]["kernel_version"]
     assert (floor["status"], floor["expected"], floor["live"]) == ("ok", ">= 5.13", kernel), floor
     assert floor["detail"].startswith(f"kernel {kernel} meets >= 5.13"), floor
@@ -178,6 +219,18 @@ def _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node):
     for module in ("overlay", "br_netfilter"):
         check = after["checks"][f"module:{module}"]
         assert (check["live"], check["boot"]) == ("available", "not persisted"), check
+    _kube_proxys_first_write_fails_without_nf_conntrack(salt_master, node)
+
+
+def _kube_proxys_first_write_fails_without_nf_conntrack(salt_master, node):
+    """Issue 20, scenario 4: after a boot with nothing persisted, kube-proxy's first write
+    at start (cmd/kube-proxy/app/conntrack.go SetMax) finds no nf_conntrack_max: it would
+    exit (kubernetes/kops#17968). kubeadm's profile fails on that module; k3s' has it too."""
+    assert "nf_conntrack" not in proc_modules(node)
+    wrote = node.sh("echo 262144 > /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null && echo ok || echo enoent")
+    assert wrote.split()[-1] == "enoent"
+    check = audit(salt_master, node)["checks"]["module:nf_conntrack"]  # kubeadm, iptables mode
+    assert (check["status"], check["live"], check["source"]) == ("fail", "available", "kube_proxy:conntrack"), check
 
 
 def _a_kernel_without_nf_tables_fails_naming_it(salt_master, node):

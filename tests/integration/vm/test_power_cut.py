@@ -48,8 +48,9 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     assert not set(ONLY_SYSTEMD_LOADS) & proc_modules(node)
     fresh = audit(salt_master, node, **SETTINGS)
     check = fresh["checks"]["module:nf_tables"]
-    assert (check["status"], check["live"]) == ("fail", "available"), check
-    assert "nf_tables is available but not loaded" in check["detail"], check
+    # nft's first netlink call would load it (test_lifecycle_real shows it): a warning.
+    assert (check["status"], check["live"]) == ("warn", "available"), check
+    assert "nf_tables is not loaded; the kernel loads it on the first nftables netlink call" in check["detail"], check
     floor = fresh["checks"]["kernel_version"]
     assert (floor["status"], floor["expected"], floor["live"]) == ("ok", ">= 5.13", kernel), floor
 
