@@ -133,8 +133,13 @@ STEPS: list[Step] = [
             "k8snode.audit is not available on the minions: the execution module "
             "_modules/k8snode.py does not exist yet (or does not load)."
         ),
-        # The VM's modular kernel has the modules, not loaded (the containers' are built in).
-        expect=_all(_each_node("NOT READY"), _contains("overlay is available but not loaded")),
+        # The VM's modular kernel has the modules, not loaded (the containers' are built in);
+        # overlay loads on the first overlay mount, br_netfilter only by modprobe.
+        expect=_all(
+            _each_node("NOT READY"),
+            _contains("br_netfilter is available but not loaded"),
+            _contains("overlay is not loaded; the kernel loads it on the first overlay mount"),
+        ),
     ),
     Step(
         title="Step 2: prepare every node for its distribution (pillar k8snode, kubeadm by default)",

@@ -7,20 +7,7 @@ Read-only: it reads /proc, /sys and /etc and starts no process.
 
 from . import host, kernel, release_checks, sysctl_boot
 from .tables import KERNEL_CONFIG_REQUIRED
-
-
-def _check(status, required, expected, live, boot, detail, **extra):
-    if status == "fail" and not required:
-        status = "warn"
-    return {
-        "status": status,
-        "required": required,
-        "expected": expected,
-        "live": live,
-        "boot": boot,
-        "detail": detail,
-        **extra,
-    }
+from .verdict import check as _check
 
 
 def _load_blocker(name, loading, explicit):

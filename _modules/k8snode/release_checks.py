@@ -7,23 +7,12 @@ the file it came from) that decided it. Read-only, like :mod:`.checks`.
 
 import os
 
-from . import host, kernel, kubelet, releases, swap
+from . import host, kernel, kubelet, releases, swap, verdict
 
 
 def check(status, required, expected, live, detail, **extra):
-    """One check (the shape of :func:`.checks._check`): a ``fail`` that is not
-    required is a ``warn``."""
-    if status == "fail" and not required:
-        status = "warn"
-    return {
-        "status": status,
-        "required": required,
-        "expected": expected,
-        "live": live,
-        "boot": None,
-        "detail": detail,
-        **extra,
-    }
+    """:func:`.verdict.check` without a boot value: these checks are about the host now."""
+    return verdict.check(status, required, expected, live, None, detail, **extra)
 
 
 def _setting(resolved, name):

@@ -285,19 +285,19 @@ def test_distributions_that_run_the_kubelet_with_swap_warn(k8snode, tree, distri
     assert "failSwapOn is false" in check["detail"]
 
 
-def test_k3s_told_to_fail_on_swap_fails(k8snode, tree):
+@pytest.mark.parametrize(
+    ("distribution", "path", "text"),
+    [
+        ("k3s", "etc/rancher/k3s/config.yaml.d/90-swap.yaml", "kubelet-arg+: [fail-swap-on=true]\n"),
+        ("microk8s", "var/snap/microk8s/current/args/kubelet", "--fail-swap-on=true\n--cgroup-driver=systemd\n"),
+    ],
+)
+def test_a_distribution_told_to_fail_on_swap_fails(k8snode, tree, distribution, path, text):
     swap_node(tree)
-    tree.write("etc/rancher/k3s/config.yaml.d/90-swap.yaml", "kubelet-arg+: [fail-swap-on=true]\n")
-    check = k8snode.audit("k3s", root=tree.path)["checks"]["swap"]
+    tree.write(path, text)
+    check = k8snode.audit(distribution, root=tree.path)["checks"]["swap"]
     assert check["status"] == "fail"
-    assert "/etc/rancher/k3s/config.yaml.d/90-swap.yaml: --fail-swap-on" in check["detail"]
-
-
-def test_microk8s_args_file(k8snode, tree):
-    swap_node(tree)
-    tree.write("var/snap/microk8s/current/args/kubelet", "--fail-swap-on=true\n--cgroup-driver=systemd\n")
-    check = k8snode.audit("microk8s", root=tree.path)["checks"]["swap"]
-    assert check["status"] == "fail"
+    assert f"/{path}: --fail-swap-on" in check["detail"]
 
 
 # ------------------------------------------------------------- kubelet settings
