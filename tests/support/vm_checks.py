@@ -80,3 +80,58 @@ def sysctl_checks(report: dict) -> dict[str, dict]:
 def pillar(settings: dict) -> dict:
     """The ``pillar=`` of a state.apply: ``{"k8snode": settings}``."""
     return json.loads(json.dumps({"k8snode": settings}))
+
+
+#: Two "pods" (network namespaces) on one Linux bridge, the backend behind a ClusterIP
+#: written the way kube-proxy's iptables mode writes it (a DNAT in a KUBE-SERVICES chain
+#: reached from PREROUTING and OUTPUT), and a client in the other pod connecting to the
+#: ClusterIP: kubernetes/kubernetes#87426. The backend's reply is bridged straight back to
+#: the client; only br_netfilter (with bridge-nf-call-iptables = 1) sends it through
+#: conntrack, which turns its source back into the ClusterIP. iptables-legacy, so that
+#: nf_tables stays unloaded for the tests that need it so. Everything is removed after.
+CLUSTER_IP_SCRIPT = r"""
+cleanup() {
+    iptables-legacy -t nat -D PREROUTING -j KUBE-SERVICES 2>/dev/null
+    iptables-legacy -t nat -D OUTPUT -j KUBE-SERVICES 2>/dev/null
+    iptables-legacy -t nat -F KUBE-SERVICES 2>/dev/null; iptables-legacy -t nat -X KUBE-SERVICES 2>/dev/null
+    [ -n "$server" ] && kill $server 2>/dev/null
+    ip netns del k8snode-a 2>/dev/null; ip netns del k8snode-b 2>/dev/null; ip link del k8snode-br0 2>/dev/null
+    sysctl -qw net.ipv4.ip_forward=$forward
+}
+forward=$(cat /proc/sys/net/ipv4/ip_forward); server=
+trap cleanup EXIT
+set -e
+# Routing through the node is ip_forward's business (another requirement): on for this probe.
+sysctl -qw net.ipv4.ip_forward=1
+ip link add k8snode-br0 type bridge; ip addr add 10.244.0.1/24 dev k8snode-br0; ip link set k8snode-br0 up
+n=2
+for pod in a b; do
+    ip netns add k8snode-$pod
+    ip link add veth-$pod type veth peer name eth0 netns k8snode-$pod
+    ip link set veth-$pod master k8snode-br0 up
+    ip -n k8snode-$pod addr add 10.244.0.$n/24 dev eth0; ip -n k8snode-$pod link set eth0 up
+    ip -n k8snode-$pod link set lo up; ip -n k8snode-$pod route add default via 10.244.0.1
+    n=$((n + 1))
+done
+iptables-legacy -t nat -N KUBE-SERVICES
+iptables-legacy -t nat -A PREROUTING -j KUBE-SERVICES
+iptables-legacy -t nat -A OUTPUT -j KUBE-SERVICES
+iptables-legacy -t nat -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination 10.244.0.3:8080
+ip netns exec k8snode-b python3 -m http.server 8080 --bind 10.244.0.3 >/dev/null 2>&1 &
+server=$!
+for i in $(seq 50); do ip netns exec k8snode-b ss -ltn | grep -q 10.244.0.3:8080 && break; sleep 0.2; done
+set +e
+ip netns exec k8snode-a python3 -c '
+import urllib.request
+try:
+    print("answered", urllib.request.urlopen("http://10.96.0.10/", timeout=4).status)
+except OSError as error:
+    print("failed", type(error).__name__, error)
+'
+"""
+
+
+def cluster_ip_on_one_bridge(node) -> str:
+    """``answered 200``, or ``failed <error>``: a pod reaching a pod on its own bridge
+    through a ClusterIP (CLUSTER_IP_SCRIPT), on this node as it is now."""
+    return node.sh(CLUSTER_IP_SCRIPT).strip().splitlines()[-1]
