@@ -45,7 +45,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support import harness, vm  # noqa: E402 (needs the repository on sys.path)
+from tests.support import harness, vm, vm_checks  # noqa: E402 (needs the repository on sys.path)
 from tests.support.harness import RELEASES  # noqa: E402
 
 VM_RELEASE = "bookworm"
@@ -142,35 +142,46 @@ STEPS: list[Step] = [
         ),
     ),
     Step(
-        title="Step 2: prepare every node for its distribution (pillar k8snode, kubeadm by default)",
+        title=f"Step 2: on the real node {VM_ID}, a pod reaches a pod on its own bridge through a ClusterIP "
+        "(kube-proxy's DNAT): it fails, as the audit's FAIL of br_netfilter says",
+        argv=[],
+        action="cluster_ip_fails",
+    ),
+    Step(
+        title="Step 3: prepare every node for its distribution (pillar k8snode, kubeadm by default)",
         argv=["salt", "*", "state.apply", "k8snode", "--state-output=changes"],
         expect=_contains("Succeeded: 1 (changed=1)", times=NODE_COUNT),
     ),
     Step(
-        title="Step 3: audit again: the real node (cgroup v2) is ready; the containers are not, since their host "
+        title=f"Step 4: the same ClusterIP on {VM_ID} answers now (br_netfilter loaded, bridge-nf-call-iptables = 1)",
+        argv=[],
+        action="cluster_ip_answers",
+    ),
+    Step(
+        title="Step 5: audit again: the real node (cgroup v2) is ready; the containers are not, since their host "
         "runs cgroup v1, which every supported kubelet (1.35 and later: failCgroupV1 defaults to true) refuses",
         argv=["salt", "*", "k8snode.audit", "--out=k8snode"],
         expect=_all(_vm_and_containers("READY", "NOT READY"), _contains("failCgroupV1 is true", times=len(RELEASES))),
     ),
     Step(
-        title="Step 4: the fleet report names the common failure (and exits non-zero: not every host is ready)",
+        title="Step 6: the fleet report names the common failure (and exits non-zero: not every host is ready)",
         argv=["salt-run", "k8snode.report"],
         exit_codes=(1,),
         expect=_all(_contains(f"{len(RELEASES)} x cgroup"), _contains("fleet: 1 ready")),
     ),
     Step(
-        title="Step 5: what an operator does about it: the hosts that stay on cgroup v1 get the grain with which "
+        title="Step 7: what an operator does about it: the hosts that stay on cgroup v1 get the grain with which "
         "pillar/top.sls gives them kubelet: {fail_cgroup_v1: false} (and their kubelet the same setting)",
         argv=["salt", "-L", CONTAINER_IDS, "grains.setval", "k8snode_cgroup_v1", "allowed"],
         expect=_contains("k8snode_cgroup_v1:", times=len(RELEASES)),
     ),
     Step(
-        title="Step 6: refresh the pillar of those hosts",
+        title="Step 8: refresh the pillar of those hosts",
         argv=["salt", "-L", CONTAINER_IDS, "saltutil.refresh_pillar", "wait=True"],
         expect=_contains("True", times=len(RELEASES)),
     ),
     Step(
-        title="Step 7: audit again: every node is ready (cgroup v1 is a warning now), and stays so after a reboot",
+        title="Step 9: audit again: every node is ready (cgroup v1 is a warning now), and stays so after a reboot",
         argv=["salt", "*", "k8snode.audit", "--out=k8snode"],
         expect=_all(
             _each_node("READY"),
@@ -178,12 +189,12 @@ STEPS: list[Step] = [
         ),
     ),
     Step(
-        title=f"Step 8: reboot the real node {VM_ID} (systemctl reboot), then audit it: no state run in between",
+        title=f"Step 10: reboot the real node {VM_ID} (systemctl reboot), then audit it: no state run in between",
         argv=[],
         action="reboot_vm",
     ),
     Step(
-        title="Step 9: the fleet report (salt-run exits non-zero unless every host is ready)",
+        title="Step 11: the fleet report (salt-run exits non-zero unless every host is ready)",
         argv=["salt-run", "k8snode.report"],
         expect=_contains(f"fleet: {NODE_COUNT} ready"),
     ),
@@ -420,6 +431,23 @@ class Demo:
             self.client = salt.client.LocalClient(c_path=str(self.conf_dir / "master"))
         returns = self.client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
         return (0, returns[minion_id]) if minion_id in returns else (1, None)
+
+    def _cluster_ip(self) -> str:
+        say(
+            "$ salt " + VM_ID + " cmd.run '<two network namespaces on a bridge, a DNAT from 10.96.0.10:80 to the "
+            "second, python's urllib in the first>'   # tests/support/vm_checks.py CLUSTER_IP_SCRIPT"
+        )
+        outcome = vm_checks.cluster_ip_on_one_bridge(self.node)
+        say(f"  client -> http://10.96.0.10/ (ClusterIP) -> 10.244.0.3:8080 on the same bridge: {outcome}")
+        return outcome
+
+    def cluster_ip_fails(self) -> str | None:
+        outcome = self._cluster_ip()
+        return None if outcome.startswith("failed") else f"expected the ClusterIP to fail, got {outcome!r}"
+
+    def cluster_ip_answers(self) -> str | None:
+        outcome = self._cluster_ip()
+        return None if outcome == "answered 200" else f"expected the ClusterIP to answer, got {outcome!r}"
 
     def reboot_vm(self) -> str | None:
         """Audit (the prediction), reboot for real, audit again: the boot values must hold."""
