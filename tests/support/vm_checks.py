@@ -124,14 +124,15 @@ set +e
 ip netns exec k8snode-a python3 -c '
 import urllib.request
 try:
-    print("answered", urllib.request.urlopen("http://10.96.0.10/", timeout=4).status)
+    print("answered", urllib.request.urlopen("http://10.96.0.10/", timeout=CLIENT_TIMEOUT).status)
 except OSError as error:
     print("failed", type(error).__name__, error)
 '
 """
 
 
-def cluster_ip_on_one_bridge(node) -> str:
+def cluster_ip_on_one_bridge(node, timeout: float = 3) -> str:
     """``answered 200``, or ``failed <error>``: a pod reaching a pod on its own bridge
-    through a ClusterIP (CLUSTER_IP_SCRIPT), on this node as it is now."""
-    return node.sh(CLUSTER_IP_SCRIPT).strip().splitlines()[-1]
+    through a ClusterIP (CLUSTER_IP_SCRIPT), on this node as it is now. ``timeout``: how
+    long the client waits (an answer under TCG takes well under a second)."""
+    return node.sh(CLUSTER_IP_SCRIPT.replace("CLIENT_TIMEOUT", str(timeout))).strip().splitlines()[-1]
