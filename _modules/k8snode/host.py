@@ -297,3 +297,21 @@ def mount_types(root, mount_point):
         for fields in (line.split() for line in (text or "").splitlines())
         if len(fields) >= 3 and fields[1] == mount_point
     ]
+
+
+DPKG_STATUS = "var/lib/dpkg/status"
+
+
+def dpkg_installed_version(root, package):
+    """``(version, evidence)`` of an installed Debian package, from dpkg's status file
+    (``2:3.3.17-5``, ``/var/lib/dpkg/status: procps 2:3.3.17-5``), or None."""
+    text = read_text(path(root, DPKG_STATUS)) or ""
+    for stanza in text.split("\n\n"):
+        fields = dict(
+            line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith((" ", "\t"))
+        )
+        if fields.get("Package", "").strip() != package or "installed" not in fields.get("Status", "").split():
+            continue
+        version = fields.get("Version", "").strip()
+        return version, f"/{DPKG_STATUS}: {package} {version}"
+    return None

@@ -13,7 +13,6 @@ import yaml
 from . import host
 from .releases import KUBELET_SETTINGS
 
-_DPKG_STATUS = "var/lib/dpkg/status"
 _RELEASE = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?")
 
 #: Where each distribution keeps its kubelet's settings, in the order the kubelet
@@ -50,20 +49,6 @@ def release_of(version):
     return f"{found.group(1)}.{found.group(2)}" if found else None
 
 
-def dpkg_installed_version(root, package):
-    """``(version, evidence)`` of an installed Debian package from dpkg's status file, or None."""
-    text = host.read_text(host.path(root, _DPKG_STATUS)) or ""
-    for stanza in text.split("\n\n"):
-        fields = dict(
-            line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith((" ", "\t"))
-        )
-        if fields.get("Package", "").strip() != package or "installed" not in fields.get("Status", "").split():
-            continue
-        version = fields.get("Version", "").strip()
-        return version, f"/{_DPKG_STATUS}: {package} {version}"
-    return None
-
-
 def _rke2_data_release(root):
     """RKE2 unpacks each release into /var/lib/rancher/rke2/data/<version>-<hash>."""
     directory = host.path(root, "var/lib/rancher/rke2/data")
@@ -90,7 +75,7 @@ def installed_releases(root):
     "version", "release", "evidence"}]`` (dpkg's kubelet package for kubeadm, RKE2's data
     directory, MicroK8s' snap metadata)."""
     finds = (
-        ("kubeadm", dpkg_installed_version(root, "kubelet")),
+        ("kubeadm", host.dpkg_installed_version(root, "kubelet")),
         ("rke2", _rke2_data_release(root)),
         ("microk8s", _snap_version(root, "microk8s")),
     )

@@ -7,7 +7,7 @@ the file it came from) that decided it. Read-only, like :mod:`.checks`.
 
 import os
 
-from . import host, kernel, kubelet, releases, swap, verdict
+from . import host, kernel, releases, swap, verdict
 
 
 def check(status, required, expected, live, detail, **extra):
@@ -151,7 +151,7 @@ def containerd_check(resolved, root):
     if resolved["distribution"] not in ("kubeadm",):
         return None  # k3s, RKE2 and MicroK8s bring their own containerd
     rule = releases.row(releases.CONTAINERD, resolved["kubernetes"]["version"])
-    found = next(filter(None, (kubelet.dpkg_installed_version(root, name) for name in _RUNTIME_PACKAGES)), None)
+    found = next(filter(None, (host.dpkg_installed_version(root, name) for name in _RUNTIME_PACKAGES)), None)
     if rule is None or found is None:
         return None
     version, evidence = found

@@ -36,7 +36,6 @@ FIRST_WITH_GLOBS = (4, 0)
 _BINARIES = ("usr/sbin/sysctl", "sbin/sysctl", "usr/bin/sysctl", "bin/sysctl")
 # `sysctl --version` prints PACKAGE_NAME " " PACKAGE_VERSION, a literal in the binary.
 _VERSION_IN_BINARY = re.compile(r"procps-ng (\d+\.\d+(?:\.\d+)?)")
-_DPKG_STATUS = "var/lib/dpkg/status"
 # isspace() in the C locale: what procps 4's lstrip()/rstrip() remove.
 _C_SPACE = " \t\n\v\f\r"
 # What procps 3.3's StripLeadingAndTrailingSpaces() removes at the end of a line.
@@ -50,18 +49,12 @@ def _version_tuple(version):
 def _from_dpkg_status(root):
     """The upstream version of the installed ``procps`` package (``2:3.3.17-5`` is
     ``3.3.17``), from dpkg's status file, or None."""
-    text = host.read_text(host.path(root, _DPKG_STATUS)) or ""
-    for stanza in text.split("\n\n"):
-        fields = dict(
-            line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith((" ", "\t"))
-        )
-        if fields.get("Package", "").strip() != "procps" or "installed" not in fields.get("Status", "").split():
-            continue
-        version = fields.get("Version", "").strip()
-        upstream = version.split(":", 1)[-1].rsplit("-", 1)[0]
-        if re.fullmatch(r"\d+\.\d+(\.\d+)?", upstream):
-            return upstream, f"/{_DPKG_STATUS}: procps {version}"
-    return None
+    found = host.dpkg_installed_version(root, "procps")
+    if not found:
+        return None
+    version, evidence = found
+    upstream = version.split(":", 1)[-1].rsplit("-", 1)[0]
+    return (upstream, evidence) if re.fullmatch(r"\d+\.\d+(\.\d+)?", upstream) else None
 
 
 def procps_version(root):
