@@ -174,8 +174,8 @@ def requirements(distribution=None, root="/", pillar=None, **overrides):
         ``nftables`` (kernel >= 5.13) or ``none`` (a CNI replaces kube-proxy).
     extras
         List of optional bundles: ``ipv6``, ``protect_kernel_defaults``,
-        ``inotify``, ``max_map_count``; ``ipvs`` is an alias of
-        ``kube_proxy_mode=ipvs``.
+        ``inotify``, ``max_map_count``, ``user_namespaces`` (kernel >= 6.3, a
+        warning); ``ipvs`` is an alias of ``kube_proxy_mode=ipvs``.
     modules
         ``{name: {alternatives: [...], required: bool}}``; ``name: false`` drops it.
     sysctls

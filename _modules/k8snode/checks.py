@@ -296,9 +296,10 @@ def _kernel_floor_check(floors, release):
     below = [floor for floor in floors if found < kernel.parse_kernel_version(floor["version"])]
     if below:
         needs = "; ".join(f"{floor['version']}, which {floor['source']} requires ({floor['why']})" for floor in below)
+        # A floor of an optional feature (user namespaces) warns; any other fails.
         return _check(
             "fail",
-            True,
+            any(floor.get("required", True) for floor in below),
             expected,
             release,
             None,

@@ -120,7 +120,9 @@ def _merge_network_plugin_data(resolved, layer, source):
     floor = layer.get("kernel_floor")
     if floor:
         version = floor.get("os_family", {}).get(resolved["os_family"], floor["version"])
-        resolved["kernel_floors"].append({"version": version, "source": source, "why": floor["why"]})
+        resolved["kernel_floors"].append(
+            {"version": version, "source": source, "why": floor["why"], "required": floor.get("required", True)}
+        )
     for path, mount in layer.get("mounts", {}).items():
         resolved["mounts"][path] = {**mount, "source": source}
     if layer.get("deprecated"):
@@ -320,7 +322,12 @@ def _release_rules(resolved):
         validation = releases.row(releases.KERNEL_VALIDATION, version)
         if validation["floor"]:
             resolved["kernel_floors"].append(
-                {"version": validation["floor"], "source": f"kubeadm {version}", "why": validation["source"]}
+                {
+                    "version": validation["floor"],
+                    "source": f"kubeadm {version}",
+                    "why": validation["source"],
+                    "required": True,
+                }
             )
         if validation["recommended"]:
             resolved["kernel_recommended"] = {"versions": validation["recommended"], "source": validation["source"]}

@@ -100,6 +100,13 @@ EXTRAS = {
             "fs.inotify.max_user_watches": {"value": 524288, "compare": "min"},
         },
     },
+    "user_namespaces": {
+        "description": "Pods with hostUsers: false (KEP-127): idmap mounts on tmpfs, which the kubelet's "
+        "volumes need, exist from Linux 6.3 (a warning below it).",
+        # kubernetes.io/docs/concepts/workloads/pods/user-namespaces: "Linux 6.3 or later"
+        # (tmpfs idmap mounts); the feature is beta and on by default from Kubernetes 1.33.
+        "kernel_floor": {"version": "6.3", "why": "user namespaces: tmpfs idmap mounts (KEP-127)", "required": False},
+    },
     "max_map_count": {
         "description": "Elasticsearch and similar workloads (the seed's optional value).",
         "sysctls": {"vm.max_map_count": {"value": 262144, "compare": "min"}},

@@ -460,3 +460,18 @@ def test_a_prepared_kubeadm_node_loads_and_persists_nf_conntrack(k8snode, tree):
     assert ["modprobe", "--", "nf_conntrack"] in tree.argvs("modprobe")
     assert "nf_conntrack" in tree.read("etc/modules-load.d/k8snode.conf").splitlines()
     assert k8snode.audit(root=tree.path)["checks"]["module:nf_conntrack"]["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kernel", "status"), [("6.1.0-21-amd64", "warn"), ("6.3.0-1", "ok"), ("6.12.0-1-amd64", "ok")]
+)
+def test_user_namespaces_warn_below_63_only_when_asked_for(k8snode, make_tree, kernel, status):
+    """kubernetes.io/docs/concepts/workloads/pods/user-namespaces: Linux 6.3 or later (tmpfs idmap mounts)."""
+    tree = make_tree("n", release=kernel)
+    tree.debian(12).fresh_node()
+    k8snode.__salt__ = {"cmd.run_all": tree.run_all}  # this tree plays the kernel for prepare's modprobe
+    assert k8snode._prepare(root=tree.path)["result"] is True
+    check = k8snode.audit(root=tree.path, extras=["user_namespaces"])["checks"]["kernel_version"]
+    assert check["status"] == status
+    assert k8snode.audit(root=tree.path, extras=["user_namespaces"])["ready"] is True
+    assert "kernel_version" not in k8snode.audit(root=tree.path, kubernetes_version="1.35")["checks"]
