@@ -29,8 +29,9 @@ def test_the_containers_really_are_on_cgroup_v1(fresh_nodes):
         assert nodes.sh(fresh_nodes[release], "stat -fc %T /sys/fs/cgroup").strip() == "tmpfs"
 
 
-def test_cgroup_v1_is_not_ready_for_135_and_the_check_names_the_kubelets_default(salt_master, prepared):
-    # pillar= replaces the node's pillar: no kubelet setting from the site.
+def test_cgroup_v1_by_release_and_by_the_kubelets_setting(salt_master, prepared):
+    """One prepared node, four verdicts (each an apply less than a test apiece)."""
+    # 1.35 with nothing said of the kubelet: pillar= replaces the node's pillar.
     report = nodes.audit(salt_master, prepared, pillar=KUBEADM_ONLY, kubernetes_version="1.35")
     assert report["ready"] is False
     assert report["failing"] == ["cgroup"]
@@ -39,15 +40,13 @@ def test_cgroup_v1_is_not_ready_for_135_and_the_check_names_the_kubelets_default
     assert "the kubelet 1.35 exits at start, failCgroupV1 is true (the kubelet's 1.35 default:" in check["detail"]
     assert report["kubernetes"] == {"version": "1.35", "source": "arguments", "assumed": None, "stale": None}
 
-
-def test_the_same_node_is_ready_for_134_with_a_warning(salt_master, prepared):
+    # 1.34: maintenance mode, a warning.
     report = nodes.audit(salt_master, prepared, pillar=KUBEADM_ONLY, kubernetes_version="1.34")
     assert report["ready"] is True, report["failing"]
     assert report["checks"]["cgroup"]["status"] == "warn"
     assert "maintenance mode" in report["checks"]["cgroup"]["detail"]
 
-
-def test_the_sites_pillar_for_cgroup_v1_hosts_makes_it_ready_with_a_warning(salt_master, prepared):
+    # The site's pillar for cgroup v1 hosts (pillar/top.sls, by grain).
     pillar = salt_master.salt_cli().run("pillar.get", "k8snode", minion_tgt=prepared.id)
     assert pillar.data["kubelet"] == {"fail_cgroup_v1": False}, pillar
     report = nodes.audit(salt_master, prepared, kubernetes_version="1.35")
@@ -56,8 +55,7 @@ def test_the_sites_pillar_for_cgroup_v1_hosts_makes_it_ready_with_a_warning(salt
     assert cgroup["status"] == "warn"
     assert "failCgroupV1 is false (pillar k8snode:kubelet:fail_cgroup_v1)" in cgroup["detail"]
 
-
-def test_a_kubelet_config_on_the_node_decides(salt_master, prepared):
+    # A kubelet configuration on the node decides, whatever the pillar.
     nodes.sh(prepared, "mkdir -p /var/lib/kubelet && printf 'failCgroupV1: false\\n' > /var/lib/kubelet/config.yaml")
     report = nodes.audit(salt_master, prepared, pillar=KUBEADM_ONLY, kubernetes_version="1.35")
     assert report["ready"] is True, report["failing"]
