@@ -103,8 +103,11 @@ def _resolve(distribution, root, pillar, overrides):
 
 
 def _os_boot(root):
-    """How this OS boots (``reads_etc_sysctl_conf``, ``etc_modules``), from the tables alone."""
-    return _resolve(None, root, {}, {})["boot"]
+    """How this OS boots (``reads_etc_sysctl_conf``, ``etc_modules``), from the tables alone
+    (no pillar, and none of the node's Kubernetes files: they do not change how it boots)."""
+    from .resolve import resolve
+
+    return resolve(None, {}, {}, _identity(root))["boot"]
 
 
 def _refuse_root(overrides):

@@ -302,16 +302,18 @@ def mount_types(root, mount_point):
 DPKG_STATUS = "var/lib/dpkg/status"
 
 
-def dpkg_installed_version(root, package):
-    """``(version, evidence)`` of an installed Debian package, from dpkg's status file
-    (``2:3.3.17-5``, ``/var/lib/dpkg/status: procps 2:3.3.17-5``), or None."""
+def dpkg_installed_version(root, *packages):
+    """``(version, evidence)`` of the first of ``packages`` (in the order given) that dpkg's
+    status file says is installed (``2:3.3.17-5``, ``/var/lib/dpkg/status: procps
+    2:3.3.17-5``), or None; the file is read once for all of them."""
     text = read_text(path(root, DPKG_STATUS)) or ""
+    found = {}
     for stanza in text.split("\n\n"):
         fields = dict(
             line.split(":", 1) for line in stanza.splitlines() if ":" in line and not line.startswith((" ", "\t"))
         )
-        if fields.get("Package", "").strip() != package or "installed" not in fields.get("Status", "").split():
-            continue
-        version = fields.get("Version", "").strip()
-        return version, f"/{DPKG_STATUS}: {package} {version}"
-    return None
+        package = fields.get("Package", "").strip()
+        if package in packages and "installed" in fields.get("Status", "").split():
+            found[package] = fields.get("Version", "").strip()
+    package = next((package for package in packages if package in found), None)
+    return (found[package], f"/{DPKG_STATUS}: {package} {found[package]}") if package else None

@@ -151,7 +151,7 @@ def containerd_check(resolved, root):
     if resolved["distribution"] not in ("kubeadm",):
         return None  # k3s, RKE2 and MicroK8s bring their own containerd
     rule = releases.row(releases.CONTAINERD, resolved["kubernetes"]["version"])
-    found = next(filter(None, (host.dpkg_installed_version(root, name) for name in _RUNTIME_PACKAGES)), None)
+    found = host.dpkg_installed_version(root, *_RUNTIME_PACKAGES)
     if rule is None or found is None:
         return None
     version, evidence = found

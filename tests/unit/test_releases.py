@@ -475,3 +475,12 @@ def test_user_namespaces_warn_below_63_only_when_asked_for(k8snode, make_tree, k
     assert check["status"] == status
     assert k8snode.audit(root=tree.path, extras=["user_namespaces"])["ready"] is True
     assert "kernel_version" not in k8snode.audit(root=tree.path, kubernetes_version="1.35")["checks"]
+
+
+def test_the_container_runtime_from_docker_s_package_comes_first(k8snode, tree):
+    """containerd.io (Docker's) is what runs where both are installed (dpkg's status, read once)."""
+    tree.debian(12).fresh_node()
+    tree.dpkg_installed(**{"containerd": "1.6.20~ds1-1", "containerd.io": "2.0.5-1"})
+    check = k8snode.audit(root=tree.path, kubernetes_version="1.35")["checks"]["container_runtime"]
+    assert (check["status"], check["live"]) == ("ok", "2.0.5-1")
+    assert "/var/lib/dpkg/status: containerd.io 2.0.5-1" in check["detail"]
