@@ -187,7 +187,7 @@ class Bench:
         bench_salt.mkdir()
         for name, text in SLS_FILES.items():
             (bench_salt / name).write_text(text)
-        ret_port, publish_port = harness.free_port(self.gateway), harness.free_port(self.gateway)
+        ret_port, publish_port = harness.listen_ports(self.gateway, 2)
         conf_dir = self.tmp / "master"
         conf_dir.mkdir()
         config = harness.standalone_master_config(

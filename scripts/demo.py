@@ -324,7 +324,7 @@ class Demo:
             raise DemoError(f"docker network {self.network} has no gateway")
         say(f"  network {self.network}, master on its gateway {self.gateway}")
 
-        ret_port, publish_port = harness.free_port(self.gateway), harness.free_port(self.gateway)
+        ret_port, publish_port = harness.listen_ports(self.gateway, 2)
         self._write_master_config(ret_port, publish_port)
         log = open(self.tmp / "salt-master.out", "wb")  # noqa: SIM115 - closed with the process
         self.master = subprocess.Popen(

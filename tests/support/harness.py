@@ -104,13 +104,52 @@ def owner_alive(owner: str) -> bool:
     return pid_text.isdigit() and _process_start_time(int(pid_text)) == started
 
 
-def free_port(host: str) -> int:
-    """A TCP port free on ``host`` now (for a hand-started salt-master)."""
+#: Where listening ports are drawn from when the kernel does not say its ephemeral range.
+_EPHEMERAL_FALLBACK = (32768, 60999)
+#: Lowest port handed to a test master: above the well-known and most registered services.
+_LISTEN_PORT_FLOOR = 20000
+
+
+def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (``low``, ``high``)."""
+    try:
+        low, high = (int(field) for field in Path(path).read_text().split())
+    except (OSError, ValueError):
+        return _EPHEMERAL_FALLBACK
+    return low, high
+
+
+def listen_ports(host: str, count: int = 1, rng=None) -> list[int]:
+    """``count`` distinct TCP ports free on ``host`` now, all below the ephemeral range.
+
+    A port from the ephemeral range (what binding port 0 returns, and what
+    pytest-salt-factories hands a master) can be taken between the pick and the
+    master's bind by the local end of any outgoing connection from ``host``: the
+    tests' own connections to their containers leave from the docker gateway, which is
+    where the masters listen. CI once lost a run to exactly that (the drift master:
+    "Unable to bind socket 172.18.0.1:41317 ... Address already in use", three
+    attempts on the same port). Below the range only another listener can take it.
+    """
+    import random
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    rng = rng or random.SystemRandom()
+    low, _high = ephemeral_range()
+    top = max(low - 1, _LISTEN_PORT_FLOOR + count)
+    chosen: list[int] = []
+    for _attempt in range(200):
+        port = rng.randint(_LISTEN_PORT_FLOOR, top)
+        if port in chosen:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError(f"no {count} free TCP ports on {host} in {_LISTEN_PORT_FLOOR}-{top}")
 
 
 def owner_labels() -> dict[str, str]:
@@ -276,6 +315,8 @@ def master_config(gateway: str, extension_root: Path, overrides: dict | None = N
         "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
         "timeout": 30,
     }
+    # Ports outside the ephemeral range (see listen_ports); a caller's own ports win.
+    base["ret_port"], base["publish_port"] = listen_ports(gateway, 2)
     return merge_config(base, overrides)
 
 
