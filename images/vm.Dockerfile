@@ -10,17 +10,23 @@ FROM ${MINION_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive
 
 # A small initramfs: only what it takes to mount /dev/vda (virtio) as ext4.
-# nftables, iptables, ipvsadm: what proves a module's effect on a real node
-# (tests/integration/vm): nft and ipvsadm make the kernel load nf_tables and ip_vs on
-# demand. Their units are masked: a fresh node loads none of those modules at boot.
+# nftables, iptables, ipvsadm, containerd, runc, containernetworking-plugins and
+# busybox-static: what proves a module's effect on a real node (tests/integration/vm):
+# nft and ipvsadm make the kernel load nf_tables and ip_vs on demand, containerd's
+# overlayfs snapshotter mounts overlay, the CNI bridge plugin wires pods to a bridge.
+# Their units are masked: a fresh node loads none of those modules at boot (Debian's
+# containerd.service would `modprobe overlay` before it starts).
 COPY initramfs-modules /etc/initramfs-tools/modules
+COPY make-pod-image /usr/local/lib/k8snode/make-pod-image
 RUN set -e; \
     mkdir -p /etc/initramfs-tools/conf.d; \
     echo MODULES=list > /etc/initramfs-tools/conf.d/k8snode-vm.conf; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
         systemd systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64 \
-        nftables iptables ipvsadm; \
+        nftables iptables ipvsadm containerd runc containernetworking-plugins busybox-static; \
+    # The test pod's image, made here from that busybox: tests import it with ctr.
+    python3 /usr/local/lib/k8snode/make-pod-image /bin/busybox /usr/local/lib/k8snode/pod.tar k8snode.test/pod:1; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/*; \
     ls /boot/vmlinuz-* /boot/initrd.img-*
@@ -44,7 +50,7 @@ RUN set -e; \
                 sys-fs-fuse-connections.mount sys-kernel-config.mount modprobe@configfs.service \
                 modprobe@dm_mod.service modprobe@efi_pstore.service modprobe@fuse.service \
                 modprobe@loop.service modprobe@drm.service systemd-update-utmp.service \
-                systemd-update-utmp-runlevel.service nftables.service ipvsadm.service; do \
+                systemd-update-utmp-runlevel.service nftables.service ipvsadm.service containerd.service; do \
         ln -sf /dev/null "/etc/systemd/system/$unit"; \
     done; \
     printf '/dev/vda / ext4 rw,errors=remount-ro 0 0\n' > /etc/fstab; \

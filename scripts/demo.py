@@ -433,8 +433,8 @@ class Demo:
 
     def _cluster_ip(self, timeout: float) -> str:
         say(
-            "$ salt " + VM_ID + " cmd.run '<two network namespaces on a bridge, a DNAT from 10.96.0.10:80 to the "
-            "second, python's urllib in the first>'   # tests/support/vm_checks.py CLUSTER_IP_SCRIPT"
+            "$ salt " + VM_ID + " cmd.run '<two pods on a bridge by the CNI bridge plugin, a DNAT from 10.96.0.10:80 "
+            "to the second, busybox nc in the first>'   # tests/support/vm_checks.py CLUSTER_IP_SCRIPT"
         )
         outcome = vm_checks.cluster_ip_on_one_bridge(self.node, timeout)
         say(f"  client -> http://10.96.0.10/ (ClusterIP) -> 10.244.0.3:8080 on the same bridge: {outcome}")

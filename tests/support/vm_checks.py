@@ -82,57 +82,112 @@ def pillar(settings: dict) -> dict:
     return json.loads(json.dumps({"k8snode": settings}))
 
 
-#: Two "pods" (network namespaces) on one Linux bridge, the backend behind a ClusterIP
-#: written the way kube-proxy's iptables mode writes it (a DNAT in a KUBE-SERVICES chain
-#: reached from PREROUTING and OUTPUT), and a client in the other pod connecting to the
-#: ClusterIP: kubernetes/kubernetes#87426. The backend's reply is bridged straight back to
-#: the client; only br_netfilter (with bridge-nf-call-iptables = 1) sends it through
-#: conntrack, which turns its source back into the ClusterIP. iptables-legacy, so that
-#: nf_tables stays unloaded for the tests that need it so. Everything is removed after.
+#: Two pods (network namespaces, as the kubelet's sandboxes are) wired to one bridge by
+#: Debian's CNI ``bridge`` plugin with ``host-local`` IPAM, called the way containerd's CRI
+#: and the kubelet call it (CNI_COMMAND/CNI_NETNS/CNI_IFNAME/CNI_ARGS in the environment,
+#: the network configuration on stdin); the backend behind a ClusterIP written the way
+#: kube-proxy's iptables mode writes it (a DNAT in a KUBE-SERVICES chain reached from
+#: PREROUTING and OUTPUT); a client in the other pod connecting to the ClusterIP:
+#: kubernetes/kubernetes#87426. The backend's reply is bridged straight back to the
+#: client; only br_netfilter (with bridge-nf-call-iptables = 1) sends it through
+#: conntrack, which turns its source back into the ClusterIP. The pods' processes are
+#: Debian's busybox-static (httpd, nc). iptables-legacy, so that nf_tables stays
+#: unloaded for the tests that need it so. Everything is removed after (CNI DEL first).
 CLUSTER_IP_SCRIPT = r"""
+CNI=/usr/lib/cni
+conf='{"cniVersion": "1.0.0", "name": "k8snode-pods", "type": "bridge", "bridge": "k8snode-br0",
+  "isGateway": true, "ipMasq": false,
+  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]],
+           "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "/run/k8snode-cni/ipam"}}'
+cni() {  # cni ADD|DEL POD IP
+    echo "$conf" | CNI_COMMAND=$1 CNI_CONTAINERID=k8snode-$2 CNI_NETNS=/run/netns/k8snode-$2 CNI_IFNAME=eth0 \
+        CNI_PATH=$CNI CNI_ARGS="IgnoreUnknown=1;IP=$3" $CNI/bridge >/dev/null
+}
 cleanup() {
+    set +e
     iptables-legacy -t nat -D PREROUTING -j KUBE-SERVICES 2>/dev/null
     iptables-legacy -t nat -D OUTPUT -j KUBE-SERVICES 2>/dev/null
     iptables-legacy -t nat -F KUBE-SERVICES 2>/dev/null; iptables-legacy -t nat -X KUBE-SERVICES 2>/dev/null
     [ -n "$server" ] && kill $server 2>/dev/null
+    cni DEL a 10.244.0.2 2>/dev/null; cni DEL b 10.244.0.3 2>/dev/null
     ip netns del k8snode-a 2>/dev/null; ip netns del k8snode-b 2>/dev/null; ip link del k8snode-br0 2>/dev/null
+    rm -rf /run/k8snode-cni
     sysctl -qw net.ipv4.ip_forward=$forward
 }
 forward=$(cat /proc/sys/net/ipv4/ip_forward); server=
 trap cleanup EXIT
 set -e
-# Routing through the node is ip_forward's business (another requirement): on for this probe.
+ip netns add k8snode-a; ip netns add k8snode-b
+cni ADD a 10.244.0.2; cni ADD b 10.244.0.3
+# What the bridge plugin left in ip_forward (as a gateway it turns it on: ip.EnableForward).
+echo "ip_forward after CNI ADD: $(cat /proc/sys/net/ipv4/ip_forward)"
+# Routing through the node is ip_forward's business, another requirement: on for this
+# probe either way, and put back after.
 sysctl -qw net.ipv4.ip_forward=1
-ip link add k8snode-br0 type bridge; ip addr add 10.244.0.1/24 dev k8snode-br0; ip link set k8snode-br0 up
-n=2
-for pod in a b; do
-    ip netns add k8snode-$pod
-    ip link add veth-$pod type veth peer name eth0 netns k8snode-$pod
-    ip link set veth-$pod master k8snode-br0 up
-    ip -n k8snode-$pod addr add 10.244.0.$n/24 dev eth0; ip -n k8snode-$pod link set eth0 up
-    ip -n k8snode-$pod link set lo up; ip -n k8snode-$pod route add default via 10.244.0.1
-    n=$((n + 1))
-done
 iptables-legacy -t nat -N KUBE-SERVICES
 iptables-legacy -t nat -A PREROUTING -j KUBE-SERVICES
 iptables-legacy -t nat -A OUTPUT -j KUBE-SERVICES
 iptables-legacy -t nat -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp --dport 80 -j DNAT --to-destination 10.244.0.3:8080
-ip netns exec k8snode-b python3 -m http.server 8080 --bind 10.244.0.3 >/dev/null 2>&1 &
+mkdir -p /run/k8snode-cni/www; echo k8snode-pod-b > /run/k8snode-cni/www/index.html
+ip netns exec k8snode-b busybox httpd -f -p 10.244.0.3:8080 -h /run/k8snode-cni/www &
 server=$!
-for i in $(seq 50); do ip netns exec k8snode-b ss -ltn | grep -q 10.244.0.3:8080 && break; sleep 0.2; done
+for i in $(seq 50); do ip netns exec k8snode-b ss -ltn | grep -q 10.244.0.3:8080 && break; sleep 0.1; done
 set +e
-ip netns exec k8snode-a python3 -c '
-import urllib.request
-try:
-    print("answered", urllib.request.urlopen("http://10.96.0.10/", timeout=CLIENT_TIMEOUT).status)
-except OSError as error:
-    print("failed", type(error).__name__, error)
-'
+# The client: an HTTP GET over busybox nc (busybox-static's wget segfaults in Debian 12:
+# static glibc's getaddrinfo).
+reply=$(printf 'GET / HTTP/1.0\r\n\r\n' | ip netns exec k8snode-a busybox nc -w CLIENT_TIMEOUT 10.96.0.10 80 2>&1)
+status=$(echo "$reply" | head -n 1 | tr -d '\r'); body=$(echo "$reply" | tail -n 1)
+if [ "$status" = "HTTP/1.1 200 OK" ] && [ "$body" = k8snode-pod-b ]; then echo "answered 200"
+else echo "failed: $(echo "${reply:-no answer}" | head -n 1)"; fi
 """
 
 
-def cluster_ip_on_one_bridge(node, timeout: float = 3) -> str:
-    """``answered 200``, or ``failed <error>``: a pod reaching a pod on its own bridge
+def cluster_ip_on_one_bridge(node, timeout: float = 3, forward_seen: list | None = None) -> str:
+    """``answered 200``, or ``failed: <error>``: a pod reaching a pod on its own bridge
     through a ClusterIP (CLUSTER_IP_SCRIPT), on this node as it is now. ``timeout``: how
-    long the client waits (an answer under TCG takes well under a second)."""
-    return node.sh(CLUSTER_IP_SCRIPT.replace("CLIENT_TIMEOUT", str(timeout))).strip().splitlines()[-1]
+    long the client waits, in whole seconds (an answer under TCG takes well under one).
+    ``forward_seen``, when given, gets the ip_forward value the CNI ADDs left."""
+    lines = node.sh(CLUSTER_IP_SCRIPT.replace("CLIENT_TIMEOUT", str(max(1, round(timeout))))).strip().splitlines()
+    if forward_seen is not None:
+        forward_seen.extend(line.rsplit(" ", 1)[1] for line in lines if line.startswith("ip_forward after CNI ADD"))
+    return lines[-1]
+
+
+#: The test pod's image (images/vm/make-pod-image: Debian's busybox-static, one layer).
+POD_IMAGE, POD_ARCHIVE = "k8snode.test/pod:1", "/usr/local/lib/k8snode/pod.tar"
+
+#: Debian's containerd started by hand (its unit is masked in the image: Debian's
+#: containerd.service runs `modprobe overlay` before it starts, which would hide what the
+#: snapshotter does by itself), with its overlayfs snapshotter, the CRI plugin off (no
+#: kubelet here), everything under its own root and state; the pod image imported
+#: (unpacked by the snapshotter) and a container run from it. Prints the snapshotter's
+#: plugin status (``ok`` or ``skip``: containerd checks overlay at start with a test
+#: mount) and ``ran`` or ``failed: <ctr's error>``. Stopped and removed after.
+CONTAINERD_SCRIPT = r"""
+set +e  # every outcome is printed, none ends the script (tests/support/vm.py runs sh -e)
+dir=/run/k8snode-containerd; root=/var/lib/k8snode-containerd; sock=$dir/containerd.sock; daemon=
+cleanup() {
+    [ -n "$daemon" ] && kill $daemon 2>/dev/null && wait $daemon 2>/dev/null
+    awk '$2 ~ "^(/run|/var/lib)/k8snode-containerd" {print $2}' /proc/mounts | sort -r | xargs -r umount
+    rm -rf $dir $root
+}
+trap cleanup EXIT
+mkdir -p $dir
+printf 'version = 2\nroot = "%s"\nstate = "%s"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "%s"\n' \
+    $root $dir/state $sock > $dir/config.toml
+containerd --config $dir/config.toml >$dir/log 2>&1 &
+daemon=$!
+for i in $(seq 300); do ctr -a $sock version >/dev/null 2>&1 && break; sleep 0.1; done
+echo "overlayfs $(ctr -a $sock plugins ls | awk '$1 == "io.containerd.snapshotter.v1" && $2 == "overlayfs" {print $NF}')"
+out=$( (ctr -a $sock images import --snapshotter overlayfs POD_ARCHIVE >/dev/null &&
+        ctr -a $sock run --rm --snapshotter overlayfs POD_IMAGE k8snode-pod /bin/busybox echo ran) 2>&1)
+[ "$out" = ran ] && echo ran || echo "failed: $(echo "$out" | tail -n 1)"
+"""
+
+
+def containerd_runs_a_pod(node) -> tuple[str, str]:
+    """(the overlayfs snapshotter's status, ``ran`` or ``failed: ...``) on this node as it
+    is now: containerd's overlayfs snapshotter running the test pod (CONTAINERD_SCRIPT)."""
+    script = CONTAINERD_SCRIPT.replace("POD_ARCHIVE", POD_ARCHIVE).replace("POD_IMAGE", POD_IMAGE)
+    plugin, outcome = node.sh(script).strip().splitlines()[-2:]
+    return plugin.split(" ", 1)[1] if " " in plugin else "", outcome

@@ -8,6 +8,11 @@ prepared, phase 3's reboot from a node prepared by phase 2 and nothing else, pha
 ``k8snode.absent`` from a node that was prepared and has rebooted (where an operator
 removes it), and its reboot with nothing of k8snode's left.
 
+Issue 20's effects ride on the same phases: containerd running a pod with overlay not
+loaded and with modprobe.d forbidding it (phase 1), a later sysctl.d file that turns
+``bridge-nf-call-iptables`` off at the boot of phase 3 and breaks a ClusterIP until it
+goes, kube-proxy's first ``nf_conntrack_max`` write and the ClusterIP after phase 4's boot.
+
 Reboot evidence the kernel would not produce by itself: ``net.ipv4.ip_forward`` (0 at
 boot unless a file sets it), ``vm.max_map_count`` raised to a floor (65530 by default),
 and modules nothing else loads at boot (overlay, br_netfilter, ip_vs_rr/wrr/sh).  The
@@ -22,6 +27,7 @@ from tests.support.vm_checks import (
     apply,
     audit,
     cluster_ip_on_one_bridge,
+    containerd_runs_a_pod,
     live_sysctls,
     modules_load_journal,
     pillar,
@@ -45,8 +51,10 @@ def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, fres
     fresh = _a_fresh_node_is_a_vm_and_not_ready(salt_master, node)  # issue 11, test 1
     _nftables_needs_a_module_that_exists_but_is_not_loaded(node, fresh)  # issue 14
     _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node, fresh)  # issue 20
-    predicted = _state_apply_loads_the_modules_with_modprobe(salt_master, node)  # test 2
+    _state_apply_loads_the_modules_with_modprobe(salt_master, node)  # test 2
+    predicted = _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node)  # issue 20
     _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted)  # test 3
+    _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node)  # issue 20
     _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node)  # test 7
     _a_kernel_without_nf_tables_fails_naming_it(salt_master, node)  # issue 14
 
@@ -94,26 +102,24 @@ def _a_fresh_node_is_a_vm_and_not_ready(salt_master, node):
     return report
 
 
-#: A throw-away overlay mount: what containerd's overlayfs snapshotter does for a container.
-OVERLAY_MOUNT = (
-    "d=$(mktemp -d); mkdir $d/l $d/u $d/w $d/m; "
-    "mount -t overlay overlay -o lowerdir=$d/l,upperdir=$d/u,workdir=$d/w $d/m && umount $d/m"
-)
 FORBID = "/etc/modprobe.d/k8snode-test-forbid.conf"
 
 
 def _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node, report):
-    """Issue 20: the audit's verdicts on modules the kernel loads by itself, against the
-    kernel. An overlay mount, ``nft`` and ``ipvsadm`` work on this fresh node although
-    overlay, nf_tables and ip_vs are not loaded (each loads on its first use), and the
-    audit does not fail them; with ``install overlay /bin/false`` in modprobe.d the mount
-    fails, and so does the audit, naming that line. The node is left as it was."""
+    """Issue 20, scenario 1: the audit's verdicts on modules the kernel loads by itself,
+    against the kernel. Debian's containerd with its overlayfs snapshotter runs the test
+    pod, ``nft`` and ``ipvsadm`` work on this fresh node although overlay, nf_tables and
+    ip_vs are not loaded (each loads on its first use), and the audit does not fail them;
+    with ``install overlay /bin/false`` in modprobe.d containerd cannot unpack the pod's
+    image ("no such device": the kernel's request_module ran /bin/false), and the audit
+    fails overlay, naming that line. The node is left as it was."""
     for module in ("overlay", "nf_tables", "ip_vs"):
         check = report["checks"][f"module:{module}"]
         assert (check["status"], check["live"]) == ("warn", "available"), check
         assert "the kernel loads it on the first" in check["detail"], check
+    assert containerd_runs_a_pod(node) == ("ok", "ran")
     loaded = node.sh(
-        f"{OVERLAY_MOUNT}; nft list tables; ipvsadm -Ln >/dev/null; cut -d' ' -f1 /proc/modules | tr '\\n' ' '; echo; "
+        "nft list tables; ipvsadm -Ln >/dev/null; cut -d' ' -f1 /proc/modules | tr '\\n' ' '; echo; "
         # Unloaded again (with what ip_vs pulled in): phase 2 expects modprobe to load each.
         "for m in overlay nf_tables ip_vs nf_conntrack; do modprobe -r $m 2>/dev/null || true; done; sync"
     ).split()
@@ -124,8 +130,8 @@ def _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node, report)
     check = audit(salt_master, node)["checks"]["module:overlay"]
     assert check["status"] == "fail", check
     assert f"{FORBID}:1" in check["detail"] and "/bin/false" in check["detail"], check
-    mounted = node.sh(f"{OVERLAY_MOUNT} 2>&1 && echo mounted || echo refused").split()[-1]
-    assert mounted == "refused"  # the kernel's request_module ran /bin/false
+    _plugin, outcome = containerd_runs_a_pod(node)
+    assert outcome.startswith("failed: ") and "no such device" in outcome, outcome
     assert "overlay" not in proc_modules(node)
     node.sh(f"rm -f {FORBID}; sync")
 
@@ -169,6 +175,25 @@ def _state_apply_loads_the_modules_with_modprobe(salt_master, node):
         assert predicted["checks"][f"sysctl:{key}"]["live"] == "1", key
     # Proof by traffic (issue 20): a ClusterIP to a pod on the client's own bridge answers.
     assert cluster_ip_on_one_bridge(node) == "answered 200"
+
+
+#: A file that sorts after k8snode's own 99-k8snode.conf (systemd-sysctl: the last file to
+#: set a key wins), as an image or another tool leaves one.
+LATER_FILE = "/etc/sysctl.d/99-zz-later.conf"
+BRIDGE_KEY = "net.bridge.bridge-nf-call-iptables"
+
+
+def _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node):
+    """Issue 20, scenario 2 across a boot: a later sysctl.d file sets
+    ``bridge-nf-call-iptables = 0``. Nothing changes now (the value is still 1, the
+    ClusterIP still answers); the audit predicts the loss at the next boot, naming the
+    file, and the reboot (phase 3) holds it to that prediction."""
+    node.sh(f"printf '{BRIDGE_KEY} = 0\\n' > {LATER_FILE}; sync")
+    predicted = audit(salt_master, node, **SETTINGS)
+    assert predicted["lost_at_reboot"] == [f"sysctl:{BRIDGE_KEY}"], predicted["lost_at_reboot"]
+    assert predicted["failing"] == [f"sysctl:{BRIDGE_KEY}"], predicted["failing"]
+    check = predicted["checks"][f"sysctl:{BRIDGE_KEY}"]
+    assert (check["live"], check["boot"], check["boot_file"]) == ("1", "0", LATER_FILE), check
     return predicted
 
 
@@ -185,7 +210,28 @@ def _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, pred
     assert live_sysctls(node, boot_values) == boot_values
     assert boot_values["net.ipv4.ip_forward"] == "1"
     assert boot_values["vm.max_map_count"] == "262144"
+    assert boot_values[BRIDGE_KEY] == "0"  # the later file's, as predicted
 
+    after = audit(salt_master, node, **SETTINGS)
+    assert after["failing"] == [f"sysctl:{BRIDGE_KEY}"], after["failing"]
+    assert after["lost_at_reboot"] == []
+
+
+def _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node):
+    """The prediction's effect: with ``bridge-nf-call-iptables = 0`` from the later file the
+    ClusterIP gets no answer although br_netfilter is loaded. ``state.apply`` refuses to
+    call that prepared (the file would win again at the next boot) and names it; once the
+    file is gone, ``state.apply`` sets the value, the ClusterIP answers, the node is ready."""
+    assert "br_netfilter" in proc_modules(node)
+    assert cluster_ip_on_one_bridge(node).startswith("failed")
+    code, state = apply(salt_master, node, pillar=pillar(SETTINGS))
+    assert code != 0 and state["result"] is False, state
+    assert f"sysctl:{BRIDGE_KEY}: {LATER_FILE} sets 0 at boot (line 1)" in state["comment"], state
+
+    node.sh(f"rm -f {LATER_FILE}; sync")
+    code, state = apply(salt_master, node, pillar=pillar(SETTINGS))
+    assert code == 0 and state["result"] is True, state
+    assert cluster_ip_on_one_bridge(node) == "answered 200"
     after = audit(salt_master, node, **SETTINGS)
     assert after["ready"] is True, after["failing"]
     assert after["lost_at_reboot"] == []
