@@ -11,10 +11,12 @@ ENV DEBIAN_FRONTEND=noninteractive
 
 # A small initramfs: only what it takes to mount /dev/vda (virtio) as ext4.
 # nftables, iptables, ipvsadm, containerd, runc, containernetworking-plugins and
-# busybox-static: what proves a module's effect on a real node (tests/integration/vm):
+# busybox-static, iptables-persistent: what proves a module's or a setting's effect on a
+# real node (tests/integration/vm):
 # nft and ipvsadm make the kernel load nf_tables and ip_vs on demand, containerd's
-# overlayfs snapshotter mounts overlay, the CNI bridge plugin wires pods to a bridge.
-# Their units are masked: a fresh node loads none of those modules at boot (Debian's
+# overlayfs snapshotter mounts overlay, the CNI bridge plugin wires pods to a bridge,
+# netfilter-persistent restores a FORWARD policy at boot (enabled: with no rules file it
+# restores nothing). The other units are masked: a fresh node loads none of those modules at boot (Debian's
 # containerd.service would `modprobe overlay` before it starts).
 COPY initramfs-modules /etc/initramfs-tools/modules
 COPY make-pod-image /usr/local/lib/k8snode/make-pod-image
@@ -22,9 +24,14 @@ RUN set -e; \
     mkdir -p /etc/initramfs-tools/conf.d; \
     echo MODULES=list > /etc/initramfs-tools/conf.d/k8snode-vm.conf; \
     apt-get update; \
+    # iptables-persistent: no rules saved from the build (a fresh node restores nothing).
+    printf 'iptables-persistent iptables-persistent/autosave_v4 boolean false\niptables-persistent iptables-persistent/autosave_v6 boolean false\n' \
+        | debconf-set-selections; \
     apt-get install -y --no-install-recommends \
         systemd systemd-sysv udev kmod initramfs-tools linux-image-cloud-amd64 \
-        nftables iptables ipvsadm containerd runc containernetworking-plugins busybox-static; \
+        nftables iptables ipvsadm containerd runc containernetworking-plugins busybox-static \
+        iptables-persistent; \
+    test ! -e /etc/iptables/rules.v4 && test ! -e /etc/iptables/rules.v6; \
     # The test pod's image, made here from that busybox: tests import it with ctr.
     python3 /usr/local/lib/k8snode/make-pod-image /bin/busybox /usr/local/lib/k8snode/pod.tar k8snode.test/pod:1; \
     apt-get clean; \

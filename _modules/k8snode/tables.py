@@ -346,3 +346,20 @@ SYSCTL_COMPARISONS = ("exact", "min")
 #: What a requirement may use: ``one_of`` accepts any value of its ``accepted``
 #: list (prepare writes ``value`` when none holds).
 REQUIREMENT_COMPARISONS = (*SYSCTL_COMPARISONS, "one_of")
+
+# Network plugins that ACCEPT their own pods' traffic in the filter FORWARD chain, so
+# that a DROP policy there (Docker's, a firewall's) does not stop it. The bridge plugin
+# alone, kube-proxy (its KUBE-FORWARD accepts only marked or established packets) and a
+# plugin not listed here do not: a DROP policy drops pod traffic through the node.
+FORWARD_ACCEPTING_CNIS = {
+    # flannel-io/flannel#872 (v0.9.1: "Add iptables rules to FORWARD chain" for its
+    # network, after Docker 1.13's DROP) and #978 (--iptables-forward-rules, default true).
+    "flannel": "flannel-io/flannel#872, #978 (--iptables-forward-rules, default true)",
+    # projectcalico/felix#1318 ("Explicitly ACCEPT packets that are allowed by host
+    # policy ... compatible with using DROP as the iptables policy") and #1842 ("whenever
+    # Calico policy intends to allow a packet, it must explicitly ACCEPT that packet").
+    "calico": "projectcalico/felix#1318, #1842",
+    # cilium/cilium pkg/datapath/iptables/iptables.go: the CILIUM_FORWARD chain fed from
+    # filter FORWARD accepts traffic to and from its cilium_host and lxc interfaces.
+    "cilium": "cilium/cilium pkg/datapath/iptables/iptables.go (CILIUM_FORWARD)",
+}

@@ -11,7 +11,8 @@ removes it), and its reboot with nothing of k8snode's left.
 Issue 20's effects ride on the same phases: containerd running a pod with overlay not
 loaded and with modprobe.d forbidding it (phase 1), a later sysctl.d file that turns
 ``bridge-nf-call-iptables`` off at the boot of phase 3 and breaks a ClusterIP until it
-goes, kube-proxy's first ``nf_conntrack_max`` write and the ClusterIP after phase 4's boot.
+goes, kube-proxy's first ``nf_conntrack_max`` write and the ClusterIP after phase 4's boot,
+with a FORWARD policy of DROP restored by netfilter-persistent at that boot.
 
 Reboot evidence the kernel would not produce by itself: ``net.ipv4.ip_forward`` (0 at
 boot unless a file sets it), ``vm.max_map_count`` raised to a floor (65530 by default),
@@ -181,6 +182,8 @@ def _state_apply_loads_the_modules_with_modprobe(salt_master, node):
 #: set a key wins), as an image or another tool leaves one.
 LATER_FILE = "/etc/sysctl.d/99-zz-later.conf"
 BRIDGE_KEY = "net.bridge.bridge-nf-call-iptables"
+#: What Debian's iptables-persistent restores at boot (netfilter-persistent).
+RULES_V4 = "/etc/iptables/rules.v4"
 
 
 def _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node):
@@ -241,6 +244,12 @@ def _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node):
     code, state = apply(salt_master, node, "k8snode.absent")
     assert code == 0 and state["result"] is True, state
     assert {f"file:{SYSCTL_FILE}", f"file:{MODULES_FILE}"} <= set(state["changes"])
+    # Issue 20, scenario 5, for this boot: a firewall file that drops forwarded traffic,
+    # restored by Debian's netfilter-persistent (iptables-legacy: nf_tables stays unloaded).
+    node.sh(
+        "update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy; "
+        f"printf '*filter\\n:INPUT ACCEPT [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n' > {RULES_V4}; sync"
+    )
 
     # Still loaded and set now, but nothing persists them: the audit says so.
     predicted = audit(salt_master, node, **SETTINGS)
@@ -270,9 +279,13 @@ def _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node):
         "vm.max_map_count": "65530",
         "net.bridge.bridge-nf-call-iptables": None,
     }
+    assert node.sh("iptables-legacy -S FORWARD").splitlines()[0] == "-P FORWARD DROP"  # restored at boot
     after = audit(salt_master, node, **SETTINGS)
     assert after["ready"] is False
     assert after["lost_at_reboot"] == []
+    check = after["checks"]["forward_policy"]
+    assert (check["status"], check["boot"]) == ("warn", "DROP"), check
+    assert f"DROP from {RULES_V4}:3 (netfilter-persistent" in check["detail"], check
     for module in ("overlay", "br_netfilter"):
         check = after["checks"][f"module:{module}"]
         assert (check["live"], check["boot"]) == ("available", "not persisted"), check
@@ -295,14 +308,18 @@ def _kube_proxys_first_write_fails_without_nf_conntrack(node, report):
 
 
 def _a_cluster_ip_on_one_bridge_needs_br_netfilter(node, report):
-    """Issue 20, scenario 2, on a node that booted with nothing of k8snode's: the backend's
-    reply is bridged past conntrack and the client never sees the ClusterIP answer
-    (kubernetes/kubernetes#87426); the audit fails br_netfilter. ``modprobe br_netfilter``
-    alone (bridge-nf-call-iptables is 1 when it loads) makes the same ClusterIP answer."""
+    """Issue 20, scenarios 2 and 5, on a node that booted with nothing of k8snode's and a
+    FORWARD policy of DROP from rules.v4: the ClusterIP gets no answer; the audit fails
+    br_netfilter (the backend's reply is bridged past conntrack: kubernetes/kubernetes#87426)
+    and warns on forward_policy. ``modprobe br_netfilter`` (bridge-nf-call-iptables is 1
+    when it loads) is not enough while FORWARD drops the routed SYN (the bridge plugin adds
+    no ACCEPT rule); with the policy ACCEPT the same ClusterIP answers."""
     check = report["checks"]["module:br_netfilter"]
     assert (check["status"], check["live"]) == ("fail", "available"), check
     assert cluster_ip_on_one_bridge(node).startswith("failed")
     assert node.sh("modprobe br_netfilter; cat /proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
+    assert cluster_ip_on_one_bridge(node).startswith("failed")  # FORWARD still drops
+    node.sh(f"iptables-legacy -P FORWARD ACCEPT; rm -f {RULES_V4}; sync")
     assert cluster_ip_on_one_bridge(node) == "answered 200"
 
 
