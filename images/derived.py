@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Images derived from a minion image by one small Dockerfile: Debian packages a test
 needs beside Salt (systemd's ``systemd-sysctl`` for the boot-value oracle, Debian's
-``prometheus-node-exporter`` for the drift metrics).
+``prometheus-node-exporter`` for the drift metrics, Debian's ``prometheus`` for promtool).
 
 The tag is ``k8snode-<name>:<release>-<hash>`` where the hash covers the minion image's
 tag (itself a hash of all its inputs) and the Dockerfile's text; an existing tag is
@@ -29,6 +29,7 @@ from images import build  # noqa: E402 (needs the repository on sys.path)
 DERIVED: dict[str, tuple[str, str, str]] = {
     "sysctl-oracle": ("systemd-sysctl.Dockerfile", "bookworm", "BASE_IMAGE"),
     "node-exporter": ("node-exporter.Dockerfile", "bookworm", "MINION_IMAGE"),
+    "prometheus": ("prometheus.Dockerfile", "bookworm", "MINION_IMAGE"),
 }
 
 

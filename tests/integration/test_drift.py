@@ -4,6 +4,7 @@ reactor and heal runner on a real master, node_exporter serving the metrics, the
 from __future__ import annotations
 
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import MASTER_START_TIMEOUT, _container_minion
-from tests.support import harness, nodes
+from tests.support import harness, nodes, prometheus_server
 from tests.support.harness import REPO_ROOT, salt_run
 
 INTERVAL = 1
@@ -116,6 +117,21 @@ def watched(drift_master, test_network, node_exporter_image, docker_client):
     address = container.attrs["NetworkSettings"]["Networks"][test_network.name]["IPAddress"]
     yield minion, f"http://{address}:9100/metrics"
     minion.terminate()
+
+
+@pytest.fixture(scope="module")
+def prometheus(watched, test_network, docker_client):
+    """A real Prometheus scraping the watched minion's node_exporter every second, with
+    k8snode's alerting rules (their ``for:`` shortened: tests/support/prometheus_server.py)."""
+    from images import derived
+
+    _minion, url = watched
+    target = urllib.parse.urlsplit(url).netloc
+    server = prometheus_server.Prometheus(
+        docker_client, derived.ensure_derived("prometheus"), test_network.name, [target]
+    )
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +244,37 @@ def test_drift_is_one_event_per_change_and_metrics_follow(drift_master, bus, wat
     assert event[1]["new_status"] == "ok" and event[1]["ready"] is True
 
 
+def test_a_real_prometheus_fires_and_resolves_the_alerts(drift_master, bus, watched, prometheus):
+    """Issue 23: the shipped alerting rules on a real Prometheus scraping the real
+    node_exporter of a minion whose beacon writes the metrics: the node drifts, the alert
+    goes pending then firing; it is put back, the alert resolves. The same for a value
+    that will be lost at the next boot."""
+    minion, _url = watched
+    up = prometheus.wait_for(lambda: prometheus.query('k8snode_ready{job="node"} == 1'), timeout=30)
+    assert up, "Prometheus scrapes k8snode_ready = 1 from the node"
+    assert prometheus.alerts() == []
+
+    def states(name):
+        return lambda: {alert["state"] for alert in prometheus.alerts(name)}
+
+    nodes.sh(minion, "sysctl -q -w net.ipv4.ip_forward=0")
+    assert prometheus.wait_for(states("K8snodeNotReady")) == {"pending"}
+    (firing,) = prometheus.wait_for(lambda: [a for a in prometheus.alerts("K8snodeNotReady") if a["state"] == "firing"])
+    assert firing["labels"]["instance"] == urllib.parse.urlsplit(_url).netloc and firing["labels"]["job"] == "node"
+    assert firing["annotations"]["summary"] == f"{firing['labels']['instance']} is not ready to be a Kubernetes node"
+    nodes.sh(minion, "sysctl -q -w net.ipv4.ip_forward=1")
+    prometheus.wait_for(lambda: not prometheus.alerts("K8snodeNotReady"))  # resolved
+
+    nodes.sh(minion, "echo 'net.ipv4.ip_forward = 0' > /etc/sysctl.d/zz-local.conf")
+    (lost,) = prometheus.wait_for(
+        lambda: [a for a in prometheus.alerts("K8snodeReadinessLostAtNextBoot") if a["state"] == "firing"]
+    )
+    assert lost["labels"]["check"] == FORWARD, lost
+    nodes.sh(minion, "rm /etc/sysctl.d/zz-local.conf")
+    prometheus.wait_for(lambda: not prometheus.alerts())  # every alert resolved
+    drain(bus)
+
+
 def test_a_silent_host_shows_its_last_known_state(drift_master, watched):
     minion, _ = watched
     # The drift reactor remembered the beacon's last events (ready, just above).
@@ -238,7 +285,8 @@ def test_a_silent_host_shows_its_last_known_state(drift_master, watched):
     assert host["last_known"]["status"] == "ready"
     assert 0 <= host["last_known"]["age_seconds"] < 120
     assert host["detail"] == f"no answer, last known: ready, {host['last_known']['age_seconds']} s ago"
-    assert host["drift_events"] == 4
+    # Four status changes in each of the two tests before this one.
+    assert host["drift_events"] == 8
 
 
 def test_drift_is_healed_a_foreign_boot_file_is_not_and_healing_gives_up(drift_master, bus, healed):
