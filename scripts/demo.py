@@ -177,7 +177,8 @@ STEPS: list[Step] = [
         action="mark_cgroup_v1_hosts",
     ),
     Step(
-        title="Step 8: audit again: every node is ready (cgroup v1 is a warning now), and stays so after a reboot",
+        title="Step 8: audit again: every node is ready (cgroup v1 is a warning now; each container also warns that "
+        "its net.* values are its own network namespace's), and stays so after a reboot",
         argv=["salt", "*", "k8snode.audit", "--out=k8snode"],
         expect=_all(
             _each_node("READY"),

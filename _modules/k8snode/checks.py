@@ -5,7 +5,7 @@ one check each, as data (``status``, ``required``, ``expected``, ``live``,
 Read-only: it reads /proc, /sys and /etc and starts no process.
 """
 
-from . import forwarding, host, kernel, release_checks, sysctl_boot
+from . import forwarding, host, kernel, namespace, release_checks, sysctl_boot
 from .tables import KERNEL_CONFIG_REQUIRED
 from .verdict import check as _check
 
@@ -357,6 +357,7 @@ def audit(resolved, root):
         "container_runtime": release_checks.containerd_check(resolved, root),
         "binaries": release_checks.binaries_check(resolved, root),
         "forward_policy": forwarding.forward_policy_check(resolved, root, boot),
+        "network_namespace": namespace.network_namespace_check(root),
     }
     checks.update({name: found for name, found in optional.items() if found})
     for mount_point, mount in resolved["mounts"].items():
