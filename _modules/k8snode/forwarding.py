@@ -22,28 +22,30 @@ bridges, unless the network plugin ACCEPTs it in its own rules
 """
 
 import json
-import os
 
 from . import host, sysctl_boot
+from .releases import BINARY_DIRECTORIES
 from .tables import FORWARD_ACCEPTING_CNIS
 from .verdict import check
 
+#: (rules file, who restores it at boot, the restorer: a command in PATH or a path).
 _RULES_FILES = (
-    ("/etc/iptables/rules.v4", "netfilter-persistent", ("usr/sbin/netfilter-persistent",)),
-    ("/etc/sysconfig/iptables", "iptables.service", ("usr/libexec/iptables/iptables.init",)),
+    ("/etc/iptables/rules.v4", "netfilter-persistent", "netfilter-persistent"),
+    ("/etc/sysconfig/iptables", "iptables.service", "/usr/libexec/iptables/iptables.init"),
 )
-_DOCKERD = ("usr/bin/dockerd", "usr/sbin/dockerd")
 _DOCKER_CONFIG = "/etc/docker/daemon.json"
 _FIREWALLD_ENABLED = "etc/systemd/system/multi-user.target.wants/firewalld.service"
 
 
-def _exists(root, relative):
-    return os.path.exists(host.path(root, relative))
+def _installed(root, program):
+    if program.startswith("/"):
+        return host.exists(root, program)
+    return host.find_executable(root, program, BINARY_DIRECTORIES) is not None
 
 
-def _rules_file(root, path, by, restorers):
+def _rules_file(root, path, by, restorer):
     text = host.read_text(host.path(root, path))
-    if text is None or not any(_exists(root, restorer) for restorer in restorers):
+    if text is None or not _installed(root, restorer):
         return None
     table = None
     for number, line in enumerate(text.splitlines(), 1):
@@ -56,7 +58,7 @@ def _rules_file(root, path, by, restorers):
 
 
 def _docker(root, boot_ip_forward):
-    if not any(_exists(root, dockerd) for dockerd in _DOCKERD):
+    if not _installed(root, "dockerd"):
         return None
     text = host.read_text(host.path(root, _DOCKER_CONFIG))
     try:
@@ -94,7 +96,7 @@ def _ufw(root):
 
 
 def _firewalld(root):
-    if not _exists(root, _FIREWALLD_ENABLED):
+    if not host.exists(root, _FIREWALLD_ENABLED):
         return None
     return {
         "policy": "zones",
@@ -109,7 +111,7 @@ def boot_policy_sources(root, boot):
     """Every file that sets the FORWARD policy at boot: ``{policy, by, where, why}``."""
     winner = sysctl_boot.boot_assignment(sysctl_boot.sysctl_path("net.ipv4.ip_forward"), boot)
     boot_ip_forward = winner["value"] if winner else None
-    found = [_rules_file(root, path, by, restorers) for path, by, restorers in _RULES_FILES]
+    found = [_rules_file(root, path, by, restorer) for path, by, restorer in _RULES_FILES]
     found += [_docker(root, boot_ip_forward), _ufw(root), _firewalld(root)]
     return [source for source in found if source]
 

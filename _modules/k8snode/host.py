@@ -14,6 +14,21 @@ def path(root, relative):
     return os.path.join(root, relative.lstrip("/"))
 
 
+def exists(root, relative):
+    """True when ``relative`` exists under ``root``."""
+    return os.path.exists(path(root, relative))
+
+
+def find_executable(root, name, directories):
+    """``directory/name`` (relative) of the first of ``directories`` under ``root`` that
+    holds an executable ``name``, else None: what a PATH lookup finds, never run."""
+    for directory in directories:
+        candidate = f"{directory}/{name}"
+        if os.access(path(root, candidate), os.X_OK):
+            return candidate
+    return None
+
+
 def read_text(full_path):
     """Return the file's text, or None when it does not exist or can't be read."""
     # os.read rather than open(): no buffer object nor isatty() per file (sysctl.d may hold many).

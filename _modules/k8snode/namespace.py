@@ -37,10 +37,9 @@ def _namespace(root, pid):
 def container_evidence(root):
     """``(marker path, engine)`` of the first container marker found, else None."""
     for marker, engine in CONTAINER_MARKERS:
-        full = host.path(root, marker)
-        if os.path.lexists(full):
+        if host.exists(root, marker):
             if engine is None:
-                engine = (host.read_text(full) or "").strip() or "a container manager"
+                engine = (host.read_text(host.path(root, marker)) or "").strip() or "a container manager"
             return marker, engine
     return None
 

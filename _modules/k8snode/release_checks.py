@@ -5,8 +5,6 @@ and the release itself. Each verdict names the rule's source and the setting (wi
 the file it came from) that decided it. Read-only, like :mod:`.checks`.
 """
 
-import os
-
 from . import host, kernel, releases, swap, verdict
 
 
@@ -170,14 +168,7 @@ def binaries_check(resolved, root):
         return None
     release = resolved["kubernetes"]["version"]
     wanted = [entry for entry in releases.KUBEADM_BINARIES if releases.applies(entry, release)]
-    missing = [
-        entry
-        for entry in wanted
-        if not any(
-            os.access(host.path(root, f"{directory}/{entry['name']}"), os.X_OK)
-            for directory in releases.BINARY_DIRECTORIES
-        )
-    ]
+    missing = [entry for entry in wanted if not host.find_executable(root, entry["name"], releases.BINARY_DIRECTORIES)]
     expected = ", ".join(entry["name"] for entry in wanted)
     if not missing:
         return check("ok", False, expected, [], f"kubeadm {release}'s preflight finds {expected} in PATH")

@@ -7,12 +7,11 @@ travel into the container as a tar on stdin; nothing is mounted, nothing is fetc
 firing), firing with its labels and annotations, and resolved, on series written by hand.
 """
 
-import io
 import subprocess
-import tarfile
 
 import pytest
 
+from tests.support import prometheus_server
 from tests.support.harness import REPO_ROOT
 
 RULES_DIR = REPO_ROOT / "prometheus"
@@ -31,14 +30,11 @@ def prometheus_image(docker_client):
 def promtool(image, *args, directory=RULES_DIR):
     """``promtool ARGS`` in /rules of a throw-away container holding the rules and their
     tests from ``directory``."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w") as tar:
-        for name in (RULES, RULE_TESTS):
-            tar.add(directory / name, arcname=name)
+    archive = prometheus_server.tar_of({name: (directory / name).read_text() for name in (RULES, RULE_TESTS)})
     script = 'mkdir /rules && cd /rules && tar -x && exec promtool "$@"'
     return subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", image, "sh", "-c", script, "promtool", *args],
-        input=archive.getvalue(),
+        input=archive,
         capture_output=True,
         timeout=120,
         check=False,  # the callers assert on the exit code and print the output

@@ -37,7 +37,8 @@ def test_rules(text: str | None = None) -> str:
 test_rules.__test__ = False  # a helper, not a test
 
 
-def _archive(files: dict[str, str]) -> bytes:
+def tar_of(files: dict[str, str]) -> bytes:
+    """A tar archive of ``{name: text}`` (for ``put_archive`` or a container's stdin)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as tar:
         for name, text in files.items():
@@ -72,7 +73,7 @@ class Prometheus:
         )
         self.container.put_archive(
             "/etc",
-            _archive(
+            tar_of(
                 {
                     "k8snode-prometheus/prometheus.yml": json.dumps(config),
                     "k8snode-prometheus/k8snode-alerts.yaml": test_rules(),
