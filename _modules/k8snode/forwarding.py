@@ -35,6 +35,8 @@ _RULES_FILES = (
 )
 _DOCKER_CONFIG = "/etc/docker/daemon.json"
 _FIREWALLD_ENABLED = "etc/systemd/system/multi-user.target.wants/firewalld.service"
+#: "flannel, calico and cilium": the plugins the table says ACCEPT their own traffic.
+_ACCEPTING = " and ".join(", ".join(FORWARD_ACCEPTING_CNIS).rsplit(", ", 1))
 
 
 def _installed(root, program):
@@ -139,6 +141,6 @@ def forward_policy_check(resolved, root, boot):
     plugin = f"the network plugin {cni}" if cni else "the network plugin (pillar k8snode:cni is not set)"
     detail = (
         f"filter FORWARD policy at boot: {named}; pod traffic routed or bridged through this node is dropped "
-        f"unless {plugin} ACCEPTs it in its own rules (flannel, calico and cilium do)"
+        f"unless {plugin} ACCEPTs it in its own rules ({_ACCEPTING} do)"
     )
     return check("fail", False, "ACCEPT", None, boot_policy, detail, sources=sources)
