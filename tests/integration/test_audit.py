@@ -23,6 +23,11 @@ def test_a_fresh_container_is_not_ready_and_the_audit_says_why(salt_master, fres
         assert check["status"] in ("ok", "fail", "warn"), name
     assert sum(report["summary"].values()) == len(report["checks"])
 
+    # A docker container: its net.* values are its own namespace's, and the audit says so (issue 22).
+    where = report["checks"]["network_namespace"]
+    assert (where["status"], where["required"], where["container"]) == ("warn", False, "docker"), where
+    assert "runs in a container (docker: /.dockerenv)" in where["detail"], where
+
     # The CI kernel has no module support: overlay and br_netfilter are built in.
     for module in ("overlay", "br_netfilter"):
         check = report["checks"][f"module:{module}"]
