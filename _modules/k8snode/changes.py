@@ -13,7 +13,7 @@ import contextlib
 import errno
 import os
 
-from . import host, kernel, swap, sysctl_boot, writer
+from . import host, kernel, netowners, swap, sysctl_boot, writer
 from .checks import meets
 
 
@@ -397,6 +397,8 @@ def prepare(resolved, root, run, test=False):
         _write_managed(outcome, root, sysctl_file, content)
 
         _swap_off(outcome, resolved, root, run)
+        for path, body in netowners.drop_ins(resolved, root).items():
+            _write_managed(outcome, root, path, writer.MANAGED_HEADER + body)
     ret = outcome.result(f"{resolved['distribution']} node already prepared")
     ret["distribution"] = resolved["distribution"]
     return ret
@@ -406,8 +408,8 @@ def revert(resolved, root, test=False):
     """Remove what :func:`prepare` persisted; see the API's ``revert``."""
     outcome = _Outcome(bool(test))
     with writer.Lock(root) if not test else contextlib.nullcontext():
-        for what in ("modules_load", "sysctl"):
-            path = resolved["files"][what]["path"]
+        paths = [resolved["files"][what]["path"] for what in ("modules_load", "sysctl")]
+        for path in paths + list(netowners.DROP_INS):
             text = host.read_text(host.path(root, path))
             if text is None:
                 continue

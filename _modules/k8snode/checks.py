@@ -5,7 +5,7 @@ one check each, as data (``status``, ``required``, ``expected``, ``live``,
 Read-only: it reads /proc, /sys and /etc and starts no process.
 """
 
-from . import forwarding, host, kernel, namespace, release_checks, sysctl_boot
+from . import apparmor, forwarding, host, kernel, namespace, netfilter, netowners, ports, release_checks, sysctl_boot
 from .tables import KERNEL_CONFIG_REQUIRED
 from .verdict import check as _check
 
@@ -358,6 +358,12 @@ def audit(resolved, root):
         "binaries": release_checks.binaries_check(resolved, root),
         "forward_policy": forwarding.forward_policy_check(resolved, root, boot),
         "network_namespace": namespace.network_namespace_check(root),
+        "network_manager": netowners.network_manager_check(resolved, root),
+        "networkd": netowners.networkd_check(resolved, root),
+        "iptables_backends": netfilter.iptables_backends_check(facts, root),
+        "node_ports": ports.node_ports_check(resolved, root, boot),
+        "conntrack_headroom": netfilter.conntrack_headroom_check(resolved, root),
+        "apparmor": apparmor.apparmor_check(resolved, root),
     }
     checks.update({name: found for name, found in optional.items() if found})
     for mount_point, mount in resolved["mounts"].items():

@@ -14,6 +14,7 @@ from .tables import (
     EXTRA_ALIASES,
     EXTRAS,
     KUBE_PROXY_MODES,
+    NODE_PORT_RANGE,
     OS_FAMILIES,
     OS_RELEASES,
     REQUIREMENT_COMPARISONS,
@@ -26,6 +27,7 @@ from .validate import (
     check_managed_path,
     check_mapping,
     check_module_name,
+    check_port_range,
     check_sysctl_key,
     invalid,
     normalize_sysctl_value,
@@ -174,6 +176,8 @@ _OVERRIDE_KEYS = (
     "files",
     "cni",
     "kube_proxy_mode",
+    "node_port_range",
+    "unmanage_plugin_interfaces",
 )
 _NO_CNI = "none"
 
@@ -195,7 +199,12 @@ def _check_overrides(overrides, source):
     mode = overrides.get("kube_proxy_mode")
     if mode is not None and (not isinstance(mode, str) or mode not in KUBE_PROXY_MODES):
         raise invalid(source, "kube_proxy_mode", mode, "one of " + ", ".join(sorted(KUBE_PROXY_MODES)))
+    unmanage = overrides.get("unmanage_plugin_interfaces")
+    if unmanage is not None and not isinstance(unmanage, bool):
+        raise invalid(source, "unmanage_plugin_interfaces", unmanage, "true or false")
     overrides = dict(overrides)
+    if overrides.get("node_port_range") is not None:
+        overrides["node_port_range"] = check_port_range(overrides["node_port_range"], source)
     if overrides.get("kubernetes_version") is not None:
         overrides["kubernetes_version"] = check_kubernetes_version(
             overrides["kubernetes_version"], source, releases.OLDEST_ACCEPTED, releases.NEWEST_KNOWN
@@ -412,6 +421,8 @@ def resolve(distribution, pillar, arguments, identity, read_node=_no_node):
         "mounts": {},
         "deprecations": [],
         "order": [],
+        "node_port_range": _chosen("node_port_range", pillar, arguments, NODE_PORT_RANGE)[0],
+        "unmanage_plugin_interfaces": bool(_chosen("unmanage_plugin_interfaces", pillar, arguments, False)[0]),
     }
     extras = list(pillar.get("extras") or []) + [
         e for e in arguments.get("extras") or [] if e not in (pillar.get("extras") or [])

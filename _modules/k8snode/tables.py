@@ -363,3 +363,45 @@ FORWARD_ACCEPTING_CNIS = {
     # filter FORWARD accepts traffic to and from its cilium_host and lxc interfaces.
     "cilium": "cilium/cilium pkg/datapath/iptables/iptables.go (CILIUM_FORWARD)",
 }
+
+# The interfaces each network plugin creates on the node, as glob patterns, with names
+# they take (the examples a network manager's own matching is tested against), and where
+# the plugin's project says so. A network manager that manages them (NetworkManager
+# without an unmanaged-devices entry, a catch-all systemd-networkd .network file) takes
+# addresses, routes or the link itself away from the plugin.
+PLUGIN_INTERFACES = {
+    # docs.tigera.io/calico/latest/operations/troubleshoot/troubleshooting "Configure
+    # NetworkManager": unmanaged-devices=interface-name:cali*;interface-name:tunl*;
+    # interface-name:vxlan.calico;interface-name:vxlan-v6.calico;interface-name:wireguard.cali;
+    # interface-name:wg-v6.cali (projectcalico/calico#2471 for networkd).
+    "calico": {
+        "patterns": ["cali*", "tunl*", "vxlan.calico", "vxlan-v6.calico", "wireguard.cali", "wg-v6.cali"],
+        "examples": {
+            "cali1a2b3c4d5e6": "veth",
+            "tunl0": "ipip",
+            "vxlan.calico": "vxlan",
+            "wireguard.cali": "wireguard",
+        },
+        "source": "Calico's docs, Configure NetworkManager; projectcalico/calico#2471",
+    },
+    # docs.rke2.io known issues "NetworkManager" (rancher/rke2#786): the canal (Calico +
+    # flannel) file unmanaged-devices=interface-name:cali*;interface-name:flannel*; the
+    # bridge flannel's CNI config names is cni0.
+    "flannel": {
+        "patterns": ["flannel*", "cni0", "veth*"],
+        "examples": {"flannel.1": "vxlan", "cni0": "bridge", "veth1a2b3c4d": "veth"},
+        "source": "RKE2's docs, Known issues: NetworkManager (rancher/rke2#786); flannel's kube-flannel.yml (cni0)",
+    },
+    # docs.cilium.io "System requirements": systemd-networkd >= 245 removes Cilium's
+    # routing policy rules (cilium/cilium#18706, flatcar/Flatcar#620); Cilium's own
+    # interfaces are cilium_host, cilium_net, cilium_vxlan and the pods' lxc*.
+    "cilium": {
+        "patterns": ["cilium_*", "lxc*"],
+        "examples": {"cilium_host": "veth", "cilium_vxlan": "vxlan", "lxc1a2b3c4d5e6": "veth"},
+        "source": "Cilium's docs, System requirements (systemd-networkd); cilium/cilium#18706",
+    },
+}
+
+# kube-apiserver's --service-node-port-range default (pkg/kubeapiserver/options
+# DefaultServiceNodePortRange: 30000-32767).
+NODE_PORT_RANGE = (30000, 32767)

@@ -72,9 +72,43 @@ def check_sysctl_pattern(key, source, accepted):
     return key
 
 
+#: Keys the kernel parses as a list of ports and ranges (proc_do_large_bitmap).
+PORT_LIST_KEYS = ("net.ipv4.ip_local_reserved_ports",)
+_PORT_ITEM = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
+
+
+def _normalize_port_list(value, source, key):
+    """A port list as the kernel prints it back (proc_do_large_bitmap): sorted, merged
+    ranges, ``"22,30000-32767"``; empty reserves nothing."""
+    accepted = 'ports and ranges separated by commas, e.g. "30000-32767" or "22,30000-32767" (0-65535)'
+    ports = set()
+    for item in str(value).replace(" ", "").split(","):
+        found = _PORT_ITEM.match(item) if item else None
+        if item and not found:
+            raise invalid(source, f"value for {key}", value, accepted)
+        if found:
+            first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+            if not first <= last <= 65535:
+                raise invalid(source, f"value for {key}", value, accepted)
+            ports.update(range(first, last + 1))
+    ranges, start = [], None
+    for port in sorted(ports):
+        if start is None or port != end + 1:
+            if start is not None:
+                ranges.append((start, end))
+            start = port
+        end = port
+    if start is not None:
+        ranges.append((start, end))
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
 def normalize_sysctl_value(value, source, key):
-    """Return ``value`` as /proc/sys prints it: integers separated by one space."""
+    """Return ``value`` as /proc/sys prints it: integers separated by one space (a port
+    list for :data:`PORT_LIST_KEYS`)."""
     accepted = "an integer, or integers separated by spaces"
+    if key in PORT_LIST_KEYS and isinstance(value, str):
+        return _normalize_port_list(value, source, key)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise invalid(source, f"value for {key}", value, accepted)
     text = str(value).strip()
@@ -143,3 +177,16 @@ def check_kubelet_settings(value, source, settings):
             raise invalid(source, f"kubelet {name} ({spec['field']})", setting, "one of " + ", ".join(spec["accepted"]))
         checked[name] = setting
     return checked
+
+
+def check_port_range(value, source):
+    """Return ``(first, last)`` of a NodePort range written as kube-apiserver's
+    ``--service-node-port-range`` is (``"30000-32767"``), or raise."""
+    accepted = 'a port range "first-last" as kube-apiserver\'s --service-node-port-range, e.g. "30000-32767"'
+    found = re.fullmatch(r"\s*([0-9]{1,5})\s*-\s*([0-9]{1,5})\s*", value) if isinstance(value, str) else None
+    if not found:
+        raise invalid(source, "node_port_range", value, accepted)
+    first, last = int(found.group(1)), int(found.group(2))
+    if not 1 <= first <= last <= 65535:
+        raise invalid(source, "node_port_range", value, accepted + " (1 <= first <= last <= 65535)")
+    return first, last
