@@ -360,7 +360,7 @@ def audit(resolved, root):
         "network_namespace": namespace.network_namespace_check(root),
         "network_manager": netowners.network_manager_check(resolved, root),
         "networkd": netowners.networkd_check(resolved, root),
-        "iptables_backends": netfilter.iptables_backends_check(facts, root),
+        "iptables_backends": netfilter.iptables_backends_check(facts, root, netfilter.nft_tables(facts, root)),
         "node_ports": ports.node_ports_check(resolved, root, boot),
         "conntrack_headroom": netfilter.conntrack_headroom_check(resolved, root),
         "apparmor": apparmor.apparmor_check(resolved, root),

@@ -3,8 +3,11 @@ Netfilter as the audit can read it without running iptables or nft.
 
 Two iptables backends at once: the legacy x_tables (iptables-legacy; the tables in use are
 listed in ``/proc/net/ip_tables_names`` and ``ip6_tables_names``, per network namespace)
-and nf_tables (iptables-nft and nft; in use while the ``nf_tables`` module has users in
-``/proc/modules``). kube-proxy and the network plugin each write to one backend; when they
+and nf_tables (iptables-nft, nft, firewalld, kube-proxy's nftables mode). nf_tables has
+no file that lists its tables (its users count in ``/proc/modules`` stays up while
+``nft_compat`` is loaded, with no rule left: measured on Debian 13), so they are read the
+way ``nft list tables`` reads them: one netlink dump (``NFT_MSG_GETTABLE``), no process,
+and only when ``nf_tables`` is already loaded (the request would load it otherwise). kube-proxy and the network plugin each write to one backend; when they
 pick different ones, or something else holds rules in the other, rules do not see each
 other and Services or pods break (kubernetes/kubernetes#71305, projectcalico/calico#3709;
 kube-proxy's image runs iptables-wrapper, which picks the backend that has rules).
@@ -22,7 +25,7 @@ the value it has now.
 
 import os
 
-from . import host, kernel
+from . import host, kernel, nftables_netlink
 from .verdict import check
 
 _LEGACY_TABLES = ("proc/net/ip_tables_names", "proc/net/ip6_tables_names")
@@ -42,15 +45,22 @@ def legacy_tables(root):
     return tables
 
 
-def nf_tables_users(root):
-    """``(count, [modules])`` of the nf_tables module's users in /proc/modules, or None
-    when it is not loaded as a module."""
-    for line in (host.read_text(host.path(root, "proc/modules")) or "").splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and fields[0] == "nf_tables":
-            users = [name for name in fields[3].split(",") if name and name != "-"]
-            return int(fields[2]) if fields[2].isdigit() else 0, users
-    return None
+def nf_tables_loaded(facts):
+    return "nf_tables" in facts["loaded"] or "nf_tables" in facts["builtin"]
+
+
+def nft_tables(facts, root):
+    """``["ip filter", "inet kube-proxy"]``: the nf_tables tables of this network
+    namespace, or None when they cannot be read (another root than ``/``, no privilege).
+    ``[]`` when nf_tables is not loaded."""
+    if not nf_tables_loaded(facts):
+        return []
+    if root != "/":
+        return None
+    try:
+        return nftables_netlink.list_tables()
+    except OSError:
+        return None
 
 
 def iptables_alternative(root):
@@ -61,16 +71,15 @@ def iptables_alternative(root):
         return None
 
 
-def iptables_backends_check(facts, root):
+def iptables_backends_check(facts, root, nft=None):
     """The audit's ``iptables_backends`` check; None when neither backend is in use and
-    the alternative is not legacy on a kernel without it."""
+    the alternative is not legacy on a kernel without it. ``nft``: :func:`nft_tables`."""
     legacy = legacy_tables(root)
-    nft = nf_tables_users(root)
     alternative = iptables_alternative(root)
     version = kernel.parse_kernel_version(facts["release"] or "")
     needs_option = bool(version) and tuple(version[:2]) >= LEGACY_OPTION_SINCE and bool(facts["config"])
     legacy_gone = needs_option and facts["config"].get(_LEGACY_OPTION) not in ("y", "m")
-    evidence = {"legacy_tables": legacy, "nf_tables_users": nft[1] if nft else None, "alternative": alternative}
+    evidence = {"legacy_tables": legacy, "nf_tables": nft, "alternative": alternative}
     if alternative and "legacy" in alternative and legacy_gone:
         detail = (
             f"/etc/alternatives/iptables is {alternative} but kernel {facts['release']} has no legacy x_tables "
@@ -78,19 +87,23 @@ def iptables_backends_check(facts, root):
             "Switch to iptables-nft (update-alternatives --set iptables /usr/sbin/iptables-nft)"
         )
         return check("fail", False, "one iptables backend", alternative, None, detail, **evidence)
-    nft_in_use = bool(nft and nft[0] > 0)
-    if legacy and nft_in_use:
+    if legacy and nft:
         detail = (
-            f"both iptables backends hold rules: legacy tables {', '.join(legacy)} (/proc/net/ip_tables_names) and "
-            f"nf_tables ({nft[0]} users in /proc/modules"
-            + (f": {', '.join(nft[1])}" if nft[1] else "")
-            + "). kube-proxy and the network plugin may write to different backends and not see each other's "
-            f"rules (kubernetes/kubernetes#71305, projectcalico/calico#3709); iptables here is {alternative or 'unknown'}"
+            f"both iptables backends have tables: legacy {', '.join(legacy)} (/proc/net/ip_tables_names) and "
+            f"nf_tables {', '.join(nft)}. kube-proxy and the network plugin may write to different backends and not "
+            "see each other's rules (kubernetes/kubernetes#71305, projectcalico/calico#3709); iptables here is "
+            f"{alternative or 'not an alternative'}"
         )
         return check("fail", False, "one iptables backend", alternative, None, detail, **evidence)
-    if not legacy and not nft_in_use:
+    if legacy and nft is None and nf_tables_loaded(facts):
+        detail = (
+            f"legacy tables {', '.join(legacy)} in use; nf_tables is loaded but its tables could not be read "
+            "(run the audit as root on the node itself)"
+        )
+        return check("warn", False, "one iptables backend", alternative, None, detail, **evidence)
+    if not legacy and not nft:
         return None
-    used = "legacy (" + ", ".join(legacy) + ")" if legacy else "nf_tables"
+    used = "legacy (" + ", ".join(legacy) + ")" if legacy else "nf_tables (" + ", ".join(nft) + ")"
     detail = f"one iptables backend in use: {used}; iptables here is {alternative or 'not an alternative'}"
     return check("ok", False, "one iptables backend", alternative, None, detail, **evidence)
 

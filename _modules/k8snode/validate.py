@@ -91,7 +91,7 @@ def _normalize_port_list(value, source, key):
             if not first <= last <= 65535:
                 raise invalid(source, f"value for {key}", value, accepted)
             ports.update(range(first, last + 1))
-    ranges, start = [], None
+    ranges, start, end = [], None, None
     for port in sorted(ports):
         if start is None or port != end + 1:
             if start is not None:
