@@ -1,4 +1,4 @@
-"""The documents name tests, files and functions that exist (README.md, docs/*.md)."""
+"""The documents name tests, files and functions that exist (README.md, and docs/'s .md and .rst pages)."""
 
 import re
 from pathlib import Path
@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCUMENTS = [
+    REPO / "README.md",
+    *sorted(
+        path
+        for suffix in ("md", "rst")
+        for path in (REPO / "docs").rglob(f"*.{suffix}")
+        if "_build" not in path.relative_to(REPO / "docs").parts
+    ),
+]
 CODE = re.compile(r"`([^`\n]+)`")
 PATH = re.compile(
     r"^(?:tests|_modules|_states|_runners|_beacons|_output|salt|pillar|scripts|images|bench|docs)/[\w./-]*$"
@@ -26,7 +34,7 @@ def _spans(document):
     return CODE.findall(document.read_text())
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(REPO).as_posix())
 def test_every_path_a_document_names_exists(document):
     missing = []
     for span in _spans(document):
@@ -38,7 +46,7 @@ def test_every_path_a_document_names_exists(document):
     assert not missing, f"{document.name} names paths that do not exist: {sorted(set(missing))}"
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(REPO).as_posix())
 def test_every_test_a_document_names_exists(document):
     names = _test_names()
     missing = []
@@ -52,7 +60,7 @@ def test_every_test_a_document_names_exists(document):
     assert not missing, f"{document.name} names tests that do not exist: {sorted(set(missing))}"
 
 
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(REPO).as_posix())
 def test_a_test_named_with_its_file_is_in_that_file(document):
     """``test_x.py::test_y`` (with or without its directory): ``test_y`` is defined in that file."""
     files = {path.name: path for path in (REPO / "tests").rglob("test_*.py")}
