@@ -156,13 +156,44 @@ def _boolean(value):
     return True if value in _TRUE else False if value in _FALSE else None
 
 
+def process_started(root, name):
+    """When the oldest process whose ``comm`` is ``name`` started (seconds since the
+    epoch: /proc/stat's btime plus the process's starttime, proc(5)), or None."""
+    boot = next(
+        (
+            line.split()[1]
+            for line in (host.read_text(host.path(root, "proc/stat")) or "").splitlines()
+            if line.startswith("btime ")
+        ),
+        None,
+    )
+    try:
+        pids = [entry for entry in os.listdir(host.path(root, "proc")) if entry.isdigit()]
+    except OSError:
+        return None
+    ticks = []
+    for pid in pids:
+        if (host.read_text(host.path(root, f"proc/{pid}/comm")) or "").strip() != name:
+            continue
+        stat = host.read_text(host.path(root, f"proc/{pid}/stat")) or ""
+        fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state is field 3
+        if len(fields) > 19 and fields[19].isdigit():
+            ticks.append(int(fields[19]))  # field 22, starttime
+    if not ticks or boot is None:
+        return None
+    return int(boot) + min(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def _networkd_files(root):
+    main = next((host.path(root, m) for m in _NETWORKD_MAIN if host.exists(root, m)), None)
+    return ([main] if main else []) + [full for _name, full in host.conf_files(root, _NETWORKD_DIRS)]
+
+
 def networkd_foreign_settings(root):
     """``{setting: (value, where)}`` of networkd.conf's foreign-route settings; the
     default (``yes``) where no file sets them."""
     settings = {name: (True, "systemd-networkd's default") for name in FOREIGN_SETTINGS}
-    main = next((host.path(root, m) for m in _NETWORKD_MAIN if host.exists(root, m)), None)
-    files = ([main] if main else []) + [full for _name, full in host.conf_files(root, _NETWORKD_DIRS)]
-    for full in files:
+    for full in _networkd_files(root):
         for section, key, value, number in _sections(host.read_text(full)):
             if section == "Network" and key in FOREIGN_SETTINGS and _boolean(value) is not None:
                 settings[key] = (_boolean(value), f"{host.display(root, full)}:{number}")
@@ -212,6 +243,18 @@ def networkd_check(resolved, root):
         detail = "systemd-networkd keeps foreign routes and rules: " + ", ".join(
             f"{name}=no ({where})" for name, (_, where) in settings.items()
         )
+        started = process_started(root, "systemd-network")  # comm is cut to 15 characters
+        newer = [
+            host.display(root, full)
+            for full in _networkd_files(root)
+            if started is not None and os.stat(full).st_mtime > started
+        ]
+        if newer:
+            detail += (
+                f"; but {', '.join(newer)} changed after systemd-networkd started: it applies them at its next "
+                "start (systemctl restart systemd-networkd, or the next boot)"
+            )
+            return check("warn", False, "foreign routes kept", None, None, detail, settings=found, pending=newer)
         return check("ok", False, "foreign routes kept", None, None, detail, settings=found)
     detail = (
         "systemd-networkd is enabled: "

@@ -191,3 +191,39 @@ def containerd_runs_a_pod(node) -> tuple[str, str]:
     script = CONTAINERD_SCRIPT.replace("POD_ARCHIVE", POD_ARCHIVE).replace("POD_IMAGE", POD_IMAGE)
     plugin, outcome = node.sh(script).strip().splitlines()[-2:]
     return plugin.split(" ", 1)[1] if " " in plugin else "", outcome
+
+
+#: A route as a network plugin writes it (flannel's host-gw: another node's pod CIDR via
+#: that node's address) on a link systemd-networkd manages (a dummy link of its own
+#: .netdev/.network, so that the node's uplink and the minion's connection stay as they
+#: are), then systemd-networkd restarted as an update or an operator restarts it: prints
+#: "route kept" or "route removed" (ManageForeignRoutes=, networkd.conf(5)).
+PLUGIN_ROUTE_SCRIPT = r"""
+set +e
+mkdir -p /etc/systemd/network
+if [ ! -e /etc/systemd/network/10-k8sdummy.netdev ]; then
+    printf '[NetDev]\nName=k8sdummy0\nKind=dummy\n' > /etc/systemd/network/10-k8sdummy.netdev
+    printf '[Match]\nName=k8sdummy0\n[Network]\nAddress=10.99.0.1/24\n' > /etc/systemd/network/10-k8sdummy.network
+    sync
+fi
+configured() {  # networkd's own state file for the link says it is done with it
+    for i in $(seq 100); do
+        index=$(cat /sys/class/net/k8sdummy0/ifindex 2>/dev/null) \
+            && grep -q '^ADMIN_STATE=configured' "/run/systemd/netif/links/$index" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+systemctl restart systemd-networkd && configured || { echo "k8sdummy0 not configured"; exit 1; }
+ip route replace 10.244.1.0/24 via 10.99.0.2 dev k8sdummy0 || exit 1
+systemctl restart systemd-networkd && configured || { echo "k8sdummy0 not configured again"; exit 1; }
+sleep 1
+if ip route show 10.244.1.0/24 | grep -q 'via 10.99.0.2'; then echo "route kept"; else echo "route removed"; fi
+ip route del 10.244.1.0/24 2>/dev/null
+exit 0
+"""
+
+#: One rule in each iptables backend (INPUT, a port nothing listens on: no traffic changes).
+TWO_BACKENDS_SCRIPT = (
+    "iptables-legacy -A INPUT -p tcp --dport 9 -j ACCEPT && iptables-nft -A INPUT -p tcp --dport 9 -j ACCEPT"
+)

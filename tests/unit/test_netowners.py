@@ -13,6 +13,9 @@ projects' own, with their source:
 * projectcalico/calico#2471: a catch-all ``Name=*`` .network file.
 """
 
+import os
+import time
+
 import pytest
 
 CALICO_NM = (
@@ -170,3 +173,22 @@ def test_a_bad_pillar_value_names_itself(k8snode, tree):
     tree.debian(12).fresh_node()
     with pytest.raises(Exception, match="unmanage_plugin_interfaces.*'yes'.*true or false"):
         k8snode.audit(root=tree.path, unmanage_plugin_interfaces="yes")
+
+
+def _networkd_process(tree, btime):
+    """proc(5): /proc/stat's btime; /proc/PID/stat's field 22 is starttime in clock ticks."""
+    tree.write("proc/stat", f"cpu  1 2 3 4\nbtime {btime}\n")
+    tree.write("proc/321/comm", "systemd-network\n")
+    fields = ["S", "1"] + ["0"] * 17 + ["250"]  # fields 3..22
+    tree.write("proc/321/stat", "321 (systemd-network) " + " ".join(fields) + " 0 0\n")
+
+
+def test_a_drop_in_newer_than_the_running_networkd_is_pending(k8snode, tree):
+    networkd(tree).write("etc/systemd/networkd.conf.d/cilium.conf", CILIUM_NETWORKD)
+    os.utime(tree.p("etc/systemd/networkd.conf"), (1_000_000, 1_000_000))  # as old as the system
+    _networkd_process(tree, btime=1_000_000)  # started long before the drop-in was written
+    check = checks(k8snode, tree, cni="cilium")["networkd"]
+    assert (check["status"], check["pending"]) == ("warn", ["/etc/systemd/networkd.conf.d/cilium.conf"])
+    assert "applies them at its next start" in check["detail"]
+    _networkd_process(tree, btime=int(time.time()) + 60)  # started after it
+    assert checks(k8snode, tree, cni="cilium")["networkd"]["status"] == "ok"

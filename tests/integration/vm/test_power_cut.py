@@ -7,13 +7,23 @@ test_lifecycle_real.py shows after a clean reboot on Debian 12: every sysctl's `
 value the audit reported before is its live value after, and systemd-modules-load
 inserted the modules only it loads (nf_tables among them: issue 14's nftables mode on a
 real kernel, loaded by ``modprobe`` first and by systemd at boot).
+
+Issue 22 on the same node: systemd-networkd (257) removes a route written as a network
+plugin writes it when it restarts, and the audit says it will (``networkd``: its
+ManageForeignRoutes default); ``unmanage_plugin_interfaces: true`` makes the apply write
+networkd's drop-in, which the audit calls pending until networkd starts again; after the
+boot the route stays. Then a rule in each iptables backend: the audit reads both (the
+legacy tables' file and nf_tables' netlink dump) and says so, and one backend once the
+other's table is gone.
 """
 
 import pytest
 
 from tests.support.vm_checks import (
     MODULES_FILE,
+    PLUGIN_ROUTE_SCRIPT,
     SYSCTL_FILE,
+    TWO_BACKENDS_SCRIPT,
     apply,
     audit,
     live_sysctls,
@@ -28,7 +38,8 @@ pytestmark = pytest.mark.real_node(release="trixie")
 
 NAIVE_FILE = "/etc/sysctl.d/50-naive-writer.conf"
 NAIVE_TEXT = "net.ipv4.conf.all.log_martians = 1\n"
-SETTINGS = {"kube_proxy_mode": "nftables", "extras": ["max_map_count"]}
+SETTINGS = {"kube_proxy_mode": "nftables", "extras": ["max_map_count"], "unmanage_plugin_interfaces": True}
+NETWORKD_DROP_IN = "/etc/systemd/networkd.conf.d/90-k8snode-foreign.conf"
 # Modules that nothing but systemd-modules-load loads at boot on these nodes.
 ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "nf_tables")
 
@@ -53,21 +64,27 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     assert "nf_tables is not loaded; the kernel loads it on the first nftables netlink call" in check["detail"], check
     floor = fresh["checks"]["kernel_version"]
     assert (floor["status"], floor["expected"], floor["live"]) == ("ok", ">= 5.13", kernel), floor
+    # systemd-networkd's defaults remove a plugin's route when it restarts; the audit said so.
+    check = fresh["checks"]["networkd"]
+    assert check["status"] == "warn" and "ManageForeignRoutes=yes (systemd-networkd's default)" in check["detail"]
+    assert node.sh(PLUGIN_ROUTE_SCRIPT).strip() == "route removed"
 
     code, state = apply(salt_master, node, pillar=pillar(SETTINGS))
     assert code == 0 and state["result"] is True, state
     assert state["changes"]["module:nf_tables"] == {"old": "not loaded", "new": "nf_tables loaded"}, state
     assert "nf_tables" in proc_modules(node)  # modprobe, as the kernel's own list shows
-    written = {path: state["changes"][f"file:{path}"]["new"] for path in (SYSCTL_FILE, MODULES_FILE)}
+    written = {path: state["changes"][f"file:{path}"]["new"] for path in (SYSCTL_FILE, MODULES_FILE, NETWORKD_DROP_IN)}
     predicted = audit(salt_master, node, **SETTINGS)
     assert predicted["ready"] is True, predicted["failing"]
+    # The drop-in is written; the running networkd has not read it yet, and the audit says so.
+    assert predicted["checks"]["networkd"]["pending"] == [NETWORKD_DROP_IN], predicted["checks"]["networkd"]
     assert predicted["checks"]["module:nf_tables"]["status"] == "ok"
     assert predicted["checks"]["kernel_version"]["status"] == "ok"
 
     # At once: no shutdown, no sync.
     node.power_cut(last_script=f"printf '{NAIVE_TEXT}' > {NAIVE_FILE}")
 
-    after = read_files(node, SYSCTL_FILE, MODULES_FILE, NAIVE_FILE)
+    after = read_files(node, SYSCTL_FILE, MODULES_FILE, NETWORKD_DROP_IN, NAIVE_FILE)
     assert after[NAIVE_FILE] != NAIVE_TEXT, "the write without fsync survived: the cut proves nothing"
     for path, text in written.items():
         assert after[path] == text, f"{path} after the cut: {after[path]!r}"
@@ -86,3 +103,16 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     report = audit(salt_master, node, **SETTINGS)
     assert report["ready"] is True, report["failing"]
     assert report["checks"]["module:nf_tables"]["live"] == "loaded"
+    assert report["checks"]["networkd"]["status"] == "ok", report["checks"]["networkd"]
+    assert node.sh(PLUGIN_ROUTE_SCRIPT).strip() == "route kept"
+    _two_iptables_backends(salt_master, node)
+
+
+def _two_iptables_backends(salt_master, node):
+    assert "iptables_backends" not in audit(salt_master, node, **SETTINGS)["checks"]  # neither in use yet
+    node.sh(TWO_BACKENDS_SCRIPT)
+    check = audit(salt_master, node, **SETTINGS)["checks"]["iptables_backends"]
+    assert (check["status"], check["legacy_tables"], check["nf_tables"]) == ("warn", ["filter"], ["ip filter"]), check
+    node.sh("nft delete table ip filter")
+    check = audit(salt_master, node, **SETTINGS)["checks"]["iptables_backends"]
+    assert (check["status"], check["nf_tables"]) == ("ok", []), check

@@ -25,6 +25,11 @@ each reboot below proves a step of both, so one node boots five times:
 5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted); with
    ``failSwapOn: false`` in the kubelet's config file, kubeadm's profile leaves it on and the
    node is ready; without that line it is not (issue 19).
+
+Issue 22 rides on the same boots: a sysctl.d file widens the ephemeral port range over the
+NodePorts (``node_ports`` warns from boot 2); the pillar's ``ip_local_reserved_ports``
+applied before boot 4 is the kernel's value after it (the fix survives the reboot), and
+``k8snode.absent`` takes it away again at boot 5.
 """
 
 import pytest
@@ -46,6 +51,9 @@ IP_FORWARD = "sysctl:net.ipv4.ip_forward"
 SYSCTL_CONF_LINK = "/etc/sysctl.d/99-sysctl.conf"
 PRECEDENCE_FAILURE = f"{IP_FORWARD}: {SYSCTL_CONF_LINK} sets 0 at boot"
 LATER = {"files": {"sysctl": "/etc/sysctl.d/zz-k8snode.conf"}}
+NODE_PORTS = "30000-32767"
+RESERVED = {**LATER, "sysctls": {"net.ipv4.ip_local_reserved_ports": NODE_PORTS}}
+WIDE_PORTS = "/etc/sysctl.d/60-wide-ports.conf"
 
 KUBELET_SWAP = "apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nfailSwapOn: false\\n"
 FSTAB_SWAP = "/swapfstab"
@@ -56,6 +64,7 @@ UNIT_FAILURE = f"swap: swap comes back at boot from {UNIT_LINK}: mask or remove 
 
 SETUP = f"""
 echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.conf
+echo 'net.ipv4.ip_local_port_range = 10000 65000' > {WIDE_PORTS}
 for f in {FSTAB_SWAP} {UNIT_SWAP}; do
     dd if=/dev/zero of=$f bs=1M count=16 status=none; chmod 600 $f; mkswap $f >/dev/null
 done
@@ -83,6 +92,8 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     check = report["checks"]["swap"]
     assert check["status"] == "fail"
     assert check["boot"] == [f"/etc/fstab: {FSTAB_SWAP}", UNIT_LINK], check
+    check = report["checks"]["node_ports"]
+    assert (check["status"], check["live"], check["taken_now"]) == ("warn", "10000 65000", NODE_PORTS), check
 
     predicted = _kubeadm_fails_the_later_file_and_the_swap_unit(salt_master, node)
 
@@ -93,16 +104,21 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     assert swaps(node) == []
     assert audit(salt_master, node)["failing"] == [IP_FORWARD]  # swap is off for good
 
-    code, state = apply(salt_master, node, pillar=pillar(LATER))
+    code, state = apply(salt_master, node, pillar=pillar(RESERVED))
     assert code == 0 and state["result"] is True, state
     predicted = audit(salt_master, node)
     check = predicted["checks"][IP_FORWARD]
     assert (check["status"], check["boot"], check["boot_file"]) == ("ok", "1", "/etc/sysctl.d/zz-k8snode.conf")
+    check = predicted["checks"]["node_ports"]
+    assert (check["status"], check["boot"]) == ("ok", "10000 65000"), check
     assert predicted["ready"] is True, predicted["failing"]
     assert (predicted["checks"]["swap"]["live"], predicted["checks"]["swap"]["boot"]) == ([], [])
 
     node.reboot()  # 4
-    assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "1"}
+    assert live_sysctls(node, ["net.ipv4.ip_forward", "net.ipv4.ip_local_reserved_ports"]) == {
+        "net.ipv4.ip_forward": "1",
+        "net.ipv4.ip_local_reserved_ports": NODE_PORTS,  # the kernel's own reading of the file
+    }
     assert swaps(node) == []
     # kubeadm's profile persisted nf_conntrack: kube-proxy's first write at start works (issue 20).
     assert node.sh("echo 262144 > /proc/sys/net/netfilter/nf_conntrack_max && echo ok").strip() == "ok"
@@ -110,18 +126,22 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     report = audit(salt_master, node, kubernetes_version="1.35")
     assert report["ready"] is True, report["failing"]
     assert (report["checks"]["cgroup"]["status"], report["checks"]["cgroup"]["live"]) == ("ok", "v2")
+    assert report["checks"]["node_ports"]["status"] == "ok", report["checks"]["node_ports"]
 
     # With the same files: as the prepare, so that it removes zz-k8snode.conf too.
-    code, state = apply(salt_master, node, "k8snode.absent", pillar=pillar(LATER))
+    code, state = apply(salt_master, node, "k8snode.absent", pillar=pillar(RESERVED))
     assert code == 0 and state["result"] is True, state
     predicted = audit(salt_master, node)
     assert predicted["checks"]["swap"]["boot"] == [f"/etc/fstab: {FSTAB_SWAP}"], predicted["checks"]["swap"]
     check = predicted["checks"][IP_FORWARD]
     assert (check["boot"], check["boot_file"]) == ("0", SYSCTL_CONF_LINK), check
 
+    assert predicted["checks"]["node_ports"]["lost_at_reboot"] is True, predicted["checks"]["node_ports"]
+
     node.reboot()  # 5
     assert swaps(node) == [FSTAB_SWAP]
     assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "0"}
+    assert audit(salt_master, node)["checks"]["node_ports"]["taken_now"] == NODE_PORTS
 
     _swap_on_purpose(salt_master, node)
 
