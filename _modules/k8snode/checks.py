@@ -29,7 +29,7 @@ def _module_verdict(chosen, state, evidence, files, loading, release):
     """(status, detail, lost_at_reboot) of one module."""
     at_boot = _load_blocker(chosen, loading, explicit=False)
     demand = kernel.on_demand(chosen, release)
-    if demand and (at_boot or loading["disabled"]):
+    if demand and (at_boot or loading["disabled"] or loading["helper"] is None):
         demand = None
     if state == "builtin":
         return "ok", f"{chosen} is built into the kernel ({evidence})", False
@@ -335,7 +335,11 @@ def audit(resolved, root):
     writers = host.runtime_sysctl_writers(root)
     checks = {}
     module_states = {}
-    loading = {"rules": kernel.modprobe_rules(root), "disabled": kernel.modules_disabled(root)}
+    loading = {
+        "rules": kernel.modprobe_rules(root),
+        "disabled": kernel.modules_disabled(root),
+        "helper": kernel.request_module_helper(root),
+    }
     for name, requirement in resolved["modules"].items():
         check = _module_check(requirement, facts, persisted, resolved["hints"], root, loading)
         checks[f"module:{name}"] = check

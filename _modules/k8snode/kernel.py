@@ -243,6 +243,18 @@ def modules_disabled(root):
     return (host.read_text(host.path(root, "proc/sys/kernel/modules_disabled")) or "0").strip() == "1"
 
 
+def request_module_helper(root):
+    """What the kernel runs for its own module requests (``kernel.modprobe``,
+    /sbin/modprobe by default), or None when those requests load nothing: an empty value
+    (kernel/module/kmod.c: ``if (!modprobe_path[0]) return -ENOENT``) or a command that
+    loads nothing (``/bin/false``, ``/bin/true``). An explicit modprobe is not affected."""
+    text = host.read_text(host.path(root, "proc/sys/kernel/modprobe"))
+    if text is None:
+        return "/sbin/modprobe"  # not readable here: the kernel's default
+    helper = text.strip()
+    return helper if helper and helper not in _NO_OP_COMMANDS else None
+
+
 def on_demand(name, release):
     """How the kernel loads ``name`` by itself when it is first needed (``ON_DEMAND``), or
     None; the running kernel must be at least the entry's ``since``."""

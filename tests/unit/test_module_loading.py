@@ -9,6 +9,9 @@ kernel.modules_disabled stop. Expected values from the sources:
   be ignored" (an explicit modprobe still loads it); "install: ... run the shell command
   instead of inserting the module". systemd-modules-load applies kmod's deny-list and
   logs "Module 'x' is deny-listed (by kmod)" (module-util.c, KMOD_PROBE_APPLY_BLACKLIST).
+* kernel/module/kmod.c __request_module(): ``if (!modprobe_path[0]) return -ENOENT``;
+  Documentation/admin-guide/sysctl/kernel.rst, modprobe: the usermode helper the kernel
+  runs to autoload modules; set to the empty string, autoloading is disabled altogether.
 * Documentation/admin-guide/sysctl/kernel.rst, modules_disabled: "once true, modules can
   be neither loaded nor unloaded".
 """
@@ -32,6 +35,16 @@ def test_overlay_not_loaded_is_loaded_on_demand_and_not_a_failure(k8snode, tree)
     assert "state.apply k8snode persists it" in check["detail"]
     tree.modules_load("k8s.conf", ["overlay"])
     assert k8snode.audit(root=tree.path)["checks"]["module:overlay"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("helper", ["", "/bin/false"])
+def test_no_autoloading_helper_no_on_demand_loading(k8snode, tree, helper):
+    node(tree).sysctl("kernel.modprobe", helper)
+    check = k8snode.audit(root=tree.path)["checks"]["module:overlay"]
+    assert check["status"] == "fail", check
+    assert "on the first overlay mount" not in check["detail"]
+    tree.sysctl("kernel.modprobe", "/sbin/modprobe")
+    assert k8snode.audit(root=tree.path)["checks"]["module:overlay"]["status"] == "warn"
 
 
 def test_br_netfilter_is_not_loaded_on_demand(k8snode, tree):
