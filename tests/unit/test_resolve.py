@@ -385,3 +385,18 @@ def test_virtual_only_on_linux(k8snode):
     loaded, reason = k8snode.__virtual__()
     assert loaded is False
     assert "Linux" in reason
+
+
+def test_the_pillar_example_is_accepted_as_it_is_written():
+    """pillar/pillar.example documents every key: each one it sets resolves, none is refused."""
+    from pathlib import Path
+
+    import yaml
+
+    example = yaml.safe_load((Path(__file__).parents[2] / "pillar/pillar.example").read_text())["k8snode"]
+    example.pop("drift")  # the beacon's settings, not requirements (k8snode.requirements ignores them)
+    identity = {"os_family": "Debian", "os": "debian", "major": 12, "source": "test"}
+    resolved = resolve_module.resolve(None, example, {}, identity)
+    assert resolved["distribution"] == "kubeadm"
+    assert resolved["node_port_range"] == (30000, 32767)
+    assert resolved["unmanage_plugin_interfaces"] is False
