@@ -41,7 +41,7 @@ RUN set -e; \
 COPY salt-minion.service k8snode-vm-config.service /etc/systemd/system/
 COPY k8snode-vm-config /usr/local/sbin/k8snode-vm-config
 COPY minion.conf /etc/salt/minion.d/10-vm.conf
-COPY 20-en.network /etc/systemd/network/20-en.network
+COPY 20-en.network 10-k8snode-link.network /etc/systemd/network/
 
 # Enabled: the minion, its settings from the kernel command line, DHCP on en*.
 # Masked: timers, gettys, mounts and jobs that only cost boot time on a throw-away test

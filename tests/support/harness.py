@@ -119,8 +119,9 @@ def ephemeral_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tup
     return low, high
 
 
-def listen_ports(host: str, count: int = 1, rng=None) -> list[int]:
-    """``count`` distinct TCP ports free on ``host`` now, all below the ephemeral range.
+def listen_ports(host: str, count: int = 1, rng=None, udp: bool = False) -> list[int]:
+    """``count`` distinct TCP ports (UDP ports with ``udp``) free on ``host`` now, all
+    below the ephemeral range.
 
     A port from the ephemeral range (what binding port 0 returns, and what
     pytest-salt-factories hands a master) can be taken between the pick and the
@@ -141,7 +142,7 @@ def listen_ports(host: str, count: int = 1, rng=None) -> list[int]:
         port = rng.randint(_LISTEN_PORT_FLOOR, top)
         if port in chosen:
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
             except OSError:
@@ -149,7 +150,7 @@ def listen_ports(host: str, count: int = 1, rng=None) -> list[int]:
         chosen.append(port)
         if len(chosen) == count:
             return chosen
-    raise RuntimeError(f"no {count} free TCP ports on {host} in {_LISTEN_PORT_FLOOR}-{top}")
+    raise RuntimeError(f"no {count} free {'UDP' if udp else 'TCP'} ports on {host} in {_LISTEN_PORT_FLOOR}-{top}")
 
 
 def owner_labels() -> dict[str, str]:

@@ -66,6 +66,28 @@ IN_ONE_SECOND = "systemd-run --quiet --on-active=1 --timer-property=AccuracySec=
 TIMINGS: list[tuple[str, str, float]] = []
 
 
+#: The MAC addresses of the two ends of a private L2 link between two nodes (:class:`L2Link`);
+#: the image's 10-k8snode-link.network leaves NICs with these addresses unmanaged.
+LINK_MACS = ("52:54:00:4b:38:01", "52:54:00:4b:38:02")
+
+
+@dataclass(frozen=True)
+class L2Link:
+    """One end of a private Ethernet link between two of the tests' own guests: QEMU's
+    socket backend sends each frame as a UDP datagram from 127.0.0.1:``local_port`` to the
+    other QEMU at 127.0.0.1:``remote_port`` (loopback only; nothing of the host's
+    networks). ``mac``: this end's NIC (one of :data:`LINK_MACS`)."""
+
+    local_port: int
+    remote_port: int
+    mac: str
+
+    @classmethod
+    def pair(cls, ports: list[int]) -> tuple[L2Link, L2Link]:
+        first, second = ports
+        return cls(first, second, LINK_MACS[0]), cls(second, first, LINK_MACS[1])
+
+
 class VmError(RuntimeError):
     """A VM could not be started, did not boot, or did not stop."""
 
@@ -206,6 +228,7 @@ class VmNode:
     directory: Path
     minion_id: str
     link: MasterLink
+    l2: L2Link | None = None
     process: subprocess.Popen | None = None
     boots: int = 0
     started_at: float = 0.0
@@ -276,6 +299,12 @@ class VmNode:
                 f"guestfwd=tcp:{GUEST_MASTER}:{link.publish_port}-{self._relay(link.publish_port)}",
             ]
         )
+        l2 = []
+        if self.l2 is not None:
+            l2 = [
+                "-netdev", f"socket,id=l2,udp=127.0.0.1:{self.l2.remote_port},localaddr=127.0.0.1:{self.l2.local_port}",
+                "-device", f"virtio-net-pci,netdev=l2,mac={self.l2.mac},romfile=",
+            ]  # fmt: skip
         return [
             QEMU,
             "-name", self.minion_id,
@@ -289,6 +318,7 @@ class VmNode:
             "-drive", f"file={self.disk},if=virtio,format=qcow2",
             "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=n0,romfile=",
+            *l2,
             "-chardev", f"file,id=console,path={self.console_log},append=on",
             "-serial", "chardev:console",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
@@ -373,10 +403,13 @@ class VmNode:
 
     def _restart(self, what: str, trigger: Callable[[], str]) -> float:
         """``trigger()`` ends the current boot and returns its boot id; wait for a minion
-        answering from another boot (without a start event to wait for, the old boot's
-        minion may still answer for a moment)."""
+        answering from another boot."""
         since = time.time()
-        before = trigger()
+        return self.await_new_boot(what, since, trigger())
+
+    def await_new_boot(self, what: str, since: float, before: str) -> float:
+        """Wait for a minion answering from another boot than ``before`` (without a start
+        event to wait for, the old boot's minion may still answer for a moment)."""
         deadline = since + BOOT_TIMEOUT
         while True:
             self._wait_minion(since - 1, what, timeout=max(1.0, deadline - time.time()))
@@ -396,14 +429,14 @@ class VmNode:
         self._time(f"{what} (to minion answering)", seconds)
         return seconds
 
+    def reboot_trigger(self) -> str:
+        """This boot's id, and a clean reboot one second after the call returned."""
+        return self.sh(f"cat /proc/sys/kernel/random/boot_id; {IN_ONE_SECOND} /bin/systemctl reboot").strip()
+
     def reboot(self) -> float:
         """A clean reboot: ``systemctl reboot`` in the guest (through Salt); waits for the minion."""
 
-        def trigger():
-            # One call: this boot's id, and a reboot one second after the job returned.
-            return self.sh(f"cat /proc/sys/kernel/random/boot_id; {IN_ONE_SECOND} /bin/systemctl reboot").strip()
-
-        return self._restart("reboot", trigger)
+        return self._restart("reboot", self.reboot_trigger)
 
     def power_cut(self, last_script: str | None = None) -> float:
         """A hard reset (QMP ``system_reset``): no shutdown, whatever the guest had not
@@ -456,10 +489,20 @@ class VmNode:
         return data["stdout"]
 
 
-def new_node(session_dir: Path, image, link: MasterLink, minion_id: str, name: str | None = None) -> VmNode:
+def reboot_together(nodes: list[VmNode]) -> list[float]:
+    """Clean reboots of several nodes at once (as after a site-wide update); waits for
+    each node's minion from its new boot. Returns each node's seconds."""
+    since = time.time()
+    before = [node.reboot_trigger() for node in nodes]
+    return [node.await_new_boot("reboot together", since, boot) for node, boot in zip(nodes, before)]
+
+
+def new_node(
+    session_dir: Path, image, link: MasterLink, minion_id: str, name: str | None = None, l2: L2Link | None = None
+) -> VmNode:
     directory = session_dir / (name or f"{minion_id}-{secrets.token_hex(3)}")
     directory.mkdir(parents=True)
-    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link)
+    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, l2=l2)
 
 
 def sync_extension(node: VmNode) -> None:

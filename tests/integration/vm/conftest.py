@@ -13,6 +13,10 @@ Fixtures:
   it names none): a qcow2 overlay of the image, the k8snode modules synced to it; killed
   (by PID) after the test, its minion key deleted.  On failure the test report gets the
   tail of its serial console.
+* ``vm_pair`` (function) -- ``vm_pair()``: two booted, never-prepared nodes of the
+  marker's release (``real_node(nodes=2)``), started side by side, each with a second NIC
+  on one private Ethernet link between the two (QEMU's socket backend over UDP on
+  127.0.0.1, tests/support/vm.py ``L2Link``); nothing is started ahead for such a test.
 * ``vm_nodes_ahead`` (session) -- one node started ahead: once a test has its node (or
   where a test marked ``real_node(start_next="by_test")`` calls ``start_next_vm()``),
   QEMU starts the node the next real-node test will ask for, so that its boot (20 to
@@ -112,12 +116,13 @@ def _release_of(item) -> str | None:
 
 
 def _next_release(item) -> str | None:
-    """The release of the next real-node test of the session after ``item``, if any."""
+    """The release of the next real-node test of the session after ``item``, if any (None
+    when that test starts its own nodes: ``real_node(nodes=2)``)."""
     items = item.session.items
     for later in items[items.index(item) + 1 :]:
         release = _release_of(later)
         if release is not None:
-            return release
+            return None if later.get_closest_marker("real_node").kwargs.get("nodes", 1) > 1 else release
     return None
 
 
@@ -128,9 +133,9 @@ def vm_nodes_ahead(salt_master, vm_images, vm_session_dir, vm_link):
     ahead: dict[str, list[vm.VmNode]] = {}
     counter = itertools.count(1)
 
-    def start(release):
+    def start(release, l2=None):
         minion_id = vm.vm_minion_id(release, next(counter))
-        node = vm.new_node(vm_session_dir, vm_images[release], vm_link, minion_id)
+        node = vm.new_node(vm_session_dir, vm_images[release], vm_link, minion_id, l2=l2)
         node.start()
         return node
 
@@ -183,6 +188,35 @@ def fresh_vm(request, salt_master, vm_nodes_ahead):
         if not by_test:
             _start_next(request.node, vm_nodes_ahead)
         return node
+
+    yield _start
+    for node in started:
+        node.kill()
+        _forget_key(salt_master, node.minion_id)
+
+
+@pytest.fixture
+def vm_pair(request, salt_master, vm_nodes_ahead):
+    """Factory: ``vm_pair()`` -> ``(a, b)``, two booted, never-prepared nodes on one private
+    L2 link (``a`` has the link's first MAC, ``b`` the second)."""
+    _ahead, start = vm_nodes_ahead
+    release = _release_of(request.node)
+    if release is None or request.node.get_closest_marker("real_node").kwargs.get("nodes") != 2:
+        pytest.fail("vm_pair is for tests marked @pytest.mark.real_node(nodes=2)", pytrace=False)
+    started = []
+    request.node.stash[VM_NODES] = started
+
+    def _start():
+        links = vm.L2Link.pair(harness.listen_ports("127.0.0.1", 2, udp=True))
+        started.extend(start(release, l2=link) for link in links)
+        try:
+            for node in started:
+                node.wait_booted()
+            for node in started:
+                vm.sync_extension(node)
+        except vm.VmError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return tuple(started)
 
     yield _start
     for node in started:
