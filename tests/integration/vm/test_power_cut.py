@@ -34,7 +34,8 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-pytestmark = pytest.mark.real_node(release="trixie")
+# The next test's node starts at the cut, not beside this test's first steps (start_next_vm).
+pytestmark = pytest.mark.real_node(release="trixie", start_next="by_test")
 
 NAIVE_FILE = "/etc/sysctl.d/50-naive-writer.conf"
 NAIVE_TEXT = "net.ipv4.conf.all.log_martians = 1\n"
@@ -44,7 +45,7 @@ NETWORKD_DROP_IN = "/etc/systemd/networkd.conf.d/90-k8snode-foreign.conf"
 ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "nf_tables")
 
 
-def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master, fresh_vm):
+def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master, fresh_vm, start_next_vm):
     """The cut is real enough to lose data, so this test can fail.
 
     Right after the apply returns, in the very call that precedes the cut, a file of the
@@ -82,6 +83,7 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     assert predicted["checks"]["kernel_version"]["status"] == "ok"
 
     # At once: no shutdown, no sync.
+    start_next_vm()
     node.power_cut(last_script=f"printf '{NAIVE_TEXT}' > {NAIVE_FILE}")
 
     after = read_files(node, SYSCTL_FILE, MODULES_FILE, NETWORKD_DROP_IN, NAIVE_FILE)
