@@ -106,6 +106,11 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     assert report["ready"] is True, report["failing"]
     assert report["checks"]["module:nf_tables"]["live"] == "loaded"
     assert report["checks"]["networkd"]["status"] == "ok", report["checks"]["networkd"]
+    # Debian's kernel boots with AppArmor on; the image has no apparmor package. Debian 13's
+    # containerd (2.x) is past 1.6.17: a warning, not the failure of every container create.
+    check = report["checks"]["apparmor"]
+    assert (check["status"], check["required"]) == ("warn", False), check
+    assert check["containerd"] and not check["containerd"].startswith("1.6."), check
     assert node.sh(PLUGIN_ROUTE_SCRIPT).strip() == "route kept"
     _two_iptables_backends(salt_master, node)
 
