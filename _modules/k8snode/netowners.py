@@ -156,9 +156,30 @@ def _boolean(value):
     return True if value in _TRUE else False if value in _FALSE else None
 
 
-def process_started(root, name):
-    """When the oldest process whose ``comm`` is ``name`` started (seconds since the
-    epoch: /proc/stat's btime plus the process's starttime, proc(5)), or None."""
+#: Where systemd lists a service's processes: cgroup v2, then v1's name=systemd hierarchy.
+_SERVICE_PROCS = (
+    "sys/fs/cgroup/system.slice/{unit}/cgroup.procs",
+    "sys/fs/cgroup/systemd/system.slice/{unit}/cgroup.procs",
+)
+
+
+def _service_pids(root, unit, name):
+    """The PIDs of a systemd service: its cgroup's list (one read), else every process
+    whose ``comm`` is ``name`` (a walk of /proc, for hosts where the cgroup is elsewhere)."""
+    for template in _SERVICE_PROCS:
+        text = host.read_text(host.path(root, template.format(unit=unit)))
+        if text is not None:
+            return text.split()
+    try:
+        pids = [entry for entry in os.listdir(host.path(root, "proc")) if entry.isdigit()]
+    except OSError:
+        return []
+    return [pid for pid in pids if (host.read_text(host.path(root, f"proc/{pid}/comm")) or "").strip() == name]
+
+
+def process_started(root, unit, name):
+    """When the oldest process of the service ``unit`` (``comm`` ``name``) started, in
+    seconds since the epoch (/proc/stat's btime plus the process's starttime, proc(5)), or None."""
     boot = next(
         (
             line.split()[1]
@@ -167,14 +188,8 @@ def process_started(root, name):
         ),
         None,
     )
-    try:
-        pids = [entry for entry in os.listdir(host.path(root, "proc")) if entry.isdigit()]
-    except OSError:
-        return None
     ticks = []
-    for pid in pids:
-        if (host.read_text(host.path(root, f"proc/{pid}/comm")) or "").strip() != name:
-            continue
+    for pid in _service_pids(root, unit, name):
         stat = host.read_text(host.path(root, f"proc/{pid}/stat")) or ""
         fields = stat.rpartition(")")[2].split()  # after "pid (comm)": state is field 3
         if len(fields) > 19 and fields[19].isdigit():
@@ -243,7 +258,8 @@ def networkd_check(resolved, root):
         detail = "systemd-networkd keeps foreign routes and rules: " + ", ".join(
             f"{name}=no ({where})" for name, (_, where) in settings.items()
         )
-        started = process_started(root, "systemd-network")  # comm is cut to 15 characters
+        # comm is cut to 15 characters: systemd-network.
+        started = process_started(root, "systemd-networkd.service", "systemd-network")
         newer = [
             host.display(root, full)
             for full in _networkd_files(root)

@@ -192,3 +192,16 @@ def test_a_drop_in_newer_than_the_running_networkd_is_pending(k8snode, tree):
     assert "applies them at its next start" in check["detail"]
     _networkd_process(tree, btime=int(time.time()) + 60)  # started after it
     assert checks(k8snode, tree, cni="cilium")["networkd"]["status"] == "ok"
+
+
+def test_the_service_cgroup_names_networkds_process_without_a_walk_of_proc(k8snode, tree):
+    """systemd lists a service's processes in its cgroup: read there, /proc is not walked
+    (a process named like networkd outside the service does not count)."""
+    networkd(tree).write("etc/systemd/networkd.conf.d/cilium.conf", CILIUM_NETWORKD)
+    os.utime(tree.p("etc/systemd/networkd.conf"), (1_000_000, 1_000_000))
+    _networkd_process(tree, btime=1_000_000)  # pid 321, not in the service: started before the drop-in
+    assert checks(k8snode, tree, cni="cilium")["networkd"]["status"] == "warn"  # found by the walk of /proc
+    ticks = (int(time.time()) + 60 - 1_000_000) * os.sysconf("SC_CLK_TCK")  # pid 654: started after it
+    tree.write("proc/654/stat", "654 (systemd-network) " + " ".join(["S", "1"] + ["0"] * 17 + [str(ticks)]) + "\n")
+    tree.write("sys/fs/cgroup/system.slice/systemd-networkd.service/cgroup.procs", "654\n")
+    assert checks(k8snode, tree, cni="cilium")["networkd"]["status"] == "ok"
