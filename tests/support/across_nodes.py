@@ -11,6 +11,7 @@ on node 1 to the pod on node 2 is routed by node 1 and by node 2: both need
 between interfaces").
 """
 
+from tests.support.harness import salt_cmd
 from tests.support.vm import LINK_MACS
 
 #: The link's subnet: node n has 192.168.77.<n>; its pods 10.244.<n>.0/24, its pod 10.244.<n>.2.
@@ -78,3 +79,19 @@ def start_pods(nodes) -> list[dict]:
 def pod_to_pod(nodes, timeout: int = 3) -> str:
     """``answered`` or ``failed: ...``: the pod on node 1 reaching the pod on node 2."""
     return nodes[0].sh(_fill(PROBE_SCRIPT, 1, 2).replace("TIMEOUT", str(timeout))).strip().splitlines()[-1]
+
+
+def on_both(master, nodes, fun: str, *args) -> dict:
+    """``salt -L a,b FUN``: one publish, the two minions working side by side (under TCG an
+    audit takes seconds); ``{minion id: return}``, both nodes having answered."""
+    result = salt_cmd(master, fun, *args, tgt=[node.id for node in nodes], tgt_type="list")
+    assert isinstance(result.data, dict) and sorted(result.data) == sorted(node.id for node in nodes), result
+    return result.data
+
+
+def audits(master, nodes) -> list[dict]:
+    """Each node's ``k8snode.audit``, in ``nodes``' order, from one publish."""
+    returns = on_both(master, nodes, "k8snode.audit")
+    for node in nodes:
+        assert isinstance(returns[node.id], dict) and "checks" in returns[node.id], returns
+    return [returns[node.id] for node in nodes]

@@ -16,9 +16,8 @@ The seed's case for ``net.ipv4.ip_forward``: without it "pods cannot reach other
 
 import pytest
 
-from tests.support.across_nodes import pod_to_pod, start_pods
+from tests.support.across_nodes import audits, on_both, pod_to_pod, start_pods
 from tests.support.vm import reboot_together
-from tests.support.vm_checks import apply, audit
 
 pytestmark = pytest.mark.real_node(release="bookworm", nodes=2)
 
@@ -27,8 +26,8 @@ IP_FORWARD = "sysctl:net.ipv4.ip_forward"
 
 def test_pods_on_two_nodes_need_ip_forward_on_both_and_keep_it_across_a_reboot(salt_master, vm_pair, start_next_vm):
     nodes = vm_pair()
-    for node in nodes:
-        check = audit(salt_master, node)["checks"][IP_FORWARD]
+    for report in audits(salt_master, nodes):  # each salt call reaches both nodes at once
+        check = report["checks"][IP_FORWARD]
         assert (check["status"], check["live"], check["boot"]) == ("fail", "0", None), check
 
     seen = start_pods(nodes)
@@ -40,16 +39,15 @@ def test_pods_on_two_nodes_need_ip_forward_on_both_and_keep_it_across_a_reboot(s
     for node in nodes:
         node.sh("sysctl -qw net.ipv4.ip_forward=0")
     assert pod_to_pod(nodes).startswith("failed"), "pods talked across nodes that forward nothing"
-    for node in nodes:
-        check = audit(salt_master, node)["checks"][IP_FORWARD]
+    for report in audits(salt_master, nodes):
+        check = report["checks"][IP_FORWARD]
         assert (check["status"], check["live"]) == ("fail", "0"), check
 
-    for node in nodes:
-        code, state = apply(salt_master, node)
-        assert code == 0 and state["result"] is True, state
+    for ret in on_both(salt_master, nodes, "state.apply", "k8snode").values():
+        (state,) = ret.values()
+        assert state["result"] is True, state
     assert pod_to_pod(nodes) == "answered"
-    for node in nodes:
-        report = audit(salt_master, node)
+    for report in audits(salt_master, nodes):
         assert report["ready"] is True, report["failing"]
         assert report["checks"][IP_FORWARD]["boot"] == "1"
 
@@ -58,6 +56,5 @@ def test_pods_on_two_nodes_need_ip_forward_on_both_and_keep_it_across_a_reboot(s
     seen = start_pods(nodes)
     assert [node["before"] for node in seen] == ["1", "1"], seen  # k8snode's file, before any pod
     assert pod_to_pod(nodes) == "answered"
-    for node in nodes:
-        report = audit(salt_master, node)
+    for report in audits(salt_master, nodes):
         assert report["ready"] is True, report["failing"]
