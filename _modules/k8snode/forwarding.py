@@ -34,7 +34,6 @@ _RULES_FILES = (
     ("/etc/sysconfig/iptables", "iptables.service", "/usr/libexec/iptables/iptables.init"),
 )
 _DOCKER_CONFIG = "/etc/docker/daemon.json"
-_FIREWALLD_ENABLED = "etc/systemd/system/multi-user.target.wants/firewalld.service"
 #: "flannel, calico and cilium": the plugins the table says ACCEPT their own traffic.
 _ACCEPTING = " and ".join(", ".join(FORWARD_ACCEPTING_CNIS).rsplit(", ", 1))
 
@@ -98,12 +97,13 @@ def _ufw(root):
 
 
 def _firewalld(root):
-    if not host.exists(root, _FIREWALLD_ENABLED):
+    enabled = host.enabled_units(root, "firewalld.service")
+    if not enabled:
         return None
     return {
         "policy": "zones",
         "by": "firewalld",
-        "where": "/" + _FIREWALLD_ENABLED,
+        "where": enabled[0],
         "why": "firewalld is enabled: its zones decide what is forwarded (the pods' interfaces need a zone that "
         "forwards, e.g. trusted)",
     }

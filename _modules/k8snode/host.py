@@ -149,14 +149,22 @@ _RUNTIME_WRITERS = (
     # dockerd sets ip_forward=1 (and the FORWARD policy to DROP) at every start.
     ("docker", ("usr/bin/dockerd", "usr/sbin/dockerd"), ("docker.service", "docker.socket"), (_IPV4_FORWARD,)),
 )
-_NETWORKD_DIRS = ("etc/systemd/network", "run/systemd/network", "usr/lib/systemd/network", "lib/systemd/network")
+#: Where systemd-networkd reads .network, .netdev and .link files, in its order.
+NETWORKD_DIRS = ("etc/systemd/network", "run/systemd/network", "usr/lib/systemd/network", "lib/systemd/network")
+
+
+def enabled_units(root, *units):
+    """The wants links (``/etc/systemd/system/<target>.wants/<unit>``) that enable any of
+    ``units`` at boot. The link itself says "enabled": its target is an absolute path on
+    the host, which need not resolve under another root."""
+    return [f"/{wants}/{unit}" for wants in _WANTS for unit in units if os.path.lexists(path(root, f"{wants}/{unit}"))]
 
 
 def _networkd_ip_forward(root):
     """``IPForward=`` lines of systemd-networkd's .network files (flatcar/Flatcar#297:
     networkd sets forwarding after sysctl.d), as runtime writers."""
     found = []
-    for _name, full in conf_files_with_suffix(root, _NETWORKD_DIRS, ".network"):
+    for _name, full in conf_files_with_suffix(root, NETWORKD_DIRS, ".network"):
         for number, line in enumerate((read_text(full) or "").splitlines(), 1):
             key, _, value = line.strip().partition("=")
             if key.strip() != "IPForward":
@@ -196,9 +204,7 @@ def runtime_sysctl_writers(root):
         present = [marker for marker in markers if os.path.exists(path(root, marker))]
         if not present:
             continue
-        enabled = [
-            f"/{wants}/{unit}" for wants in _WANTS for unit in units if os.path.lexists(path(root, f"{wants}/{unit}"))
-        ]
+        enabled = enabled_units(root, *units)
         evidence = f"/{present[0]} exists; " + (f"enabled ({enabled[0]})" if enabled else "not enabled at boot")
         writers.append({"name": name, "evidence": evidence, "keys": list(keys), "enabled": bool(enabled)})
     return writers + _networkd_ip_forward(root)

@@ -26,7 +26,6 @@ from . import host
 from .tables import PLUGIN_INTERFACES
 from .verdict import check
 
-_WANTS = "etc/systemd/system/multi-user.target.wants"
 _NM_MAIN = ("etc/NetworkManager/NetworkManager.conf",)
 _NM_DIRS = ("etc/NetworkManager/conf.d", "run/NetworkManager/conf.d", "usr/lib/NetworkManager/conf.d")
 NM_DROP_IN = "/etc/NetworkManager/conf.d/90-k8snode-unmanaged.conf"
@@ -41,16 +40,10 @@ _NETWORKD_DIRS = (
 NETWORKD_DROP_IN = "/etc/systemd/networkd.conf.d/90-k8snode-foreign.conf"
 #: Every drop-in prepare may write (revert removes those that are ours).
 DROP_INS = (NM_DROP_IN, NETWORKD_DROP_IN)
-_NETWORK_DIRS = ("etc/systemd/network", "run/systemd/network", "usr/lib/systemd/network", "lib/systemd/network")
 #: networkd.conf's settings that remove what the plugin writes, and what they remove.
 FOREIGN_SETTINGS = {"ManageForeignRoutes": "routes", "ManageForeignRoutingPolicyRules": "routing policy rules"}
 _TRUE = ("1", "yes", "y", "true", "t", "on")
 _FALSE = ("0", "no", "n", "false", "f", "off")
-
-
-def _enabled(root, *units):
-    # The wants link itself says "enabled" (its target is an absolute path on the host).
-    return any(os.path.lexists(host.path(root, f"{_WANTS}/{unit}")) for unit in units)
 
 
 def plugin_interfaces(resolved):
@@ -130,7 +123,7 @@ def nm_unmanaged(root):
 
 def network_manager_check(resolved, root):
     """The audit's ``network_manager`` check; None when NetworkManager is not enabled."""
-    if not _enabled(root, "NetworkManager.service"):
+    if not host.enabled_units(root, "NetworkManager.service"):
         return None
     examples, patterns = plugin_interfaces(resolved)
     specs = nm_unmanaged(root)
@@ -239,7 +232,7 @@ def _network_file_takes(text, examples):
 
 def networkd_check(resolved, root):
     """The audit's ``networkd`` check; None when systemd-networkd is not enabled."""
-    if not _enabled(root, "systemd-networkd.service", "dbus-org.freedesktop.network1.service"):
+    if not host.enabled_units(root, "systemd-networkd.service", "dbus-org.freedesktop.network1.service"):
         return None
     examples, _ = plugin_interfaces(resolved)
     settings = networkd_foreign_settings(root)
@@ -249,7 +242,7 @@ def networkd_check(resolved, root):
         for name, (value, where) in settings.items()
         if value
     ]
-    for _name, full in host.conf_files_with_suffix(root, _NETWORK_DIRS, ".network"):
+    for _name, full in host.conf_files_with_suffix(root, host.NETWORKD_DIRS, ".network"):
         taken = _network_file_takes(host.read_text(full), examples)
         if taken:
             problems.append(f"{host.display(root, full)} matches {', '.join(taken)}: networkd configures them too")
