@@ -12,13 +12,12 @@ executable file not found", containerd/containerd#7547, k0sproject/k0s#1039). 1.
 an AppArmor profile fails ("apparmor is not supported", siderolabs/talos#8641).
 """
 
-from . import host, kernel
+from . import host, release_checks
 from .verdict import check
 
 _ENABLED = "sys/module/apparmor/parameters/enabled"
 _SECURITYFS = "sys/kernel/security/apparmor"
 _PARSERS = ("sbin/apparmor_parser", "usr/sbin/apparmor_parser")
-_CONTAINERD_PACKAGES = ("containerd.io", "containerd")
 #: containerd releases that fail every container create without the parser: [first, fixed).
 BROKEN_CONTAINERD = ((1, 6, 0), (1, 6, 18))
 SOURCE = "containerd/containerd#7547, #8086, #8087 (1.6.18)"
@@ -31,9 +30,9 @@ def apparmor_check(resolved, root):
         return None
     if any(host.exists(root, parser) for parser in _PARSERS):
         return None
-    found = host.dpkg_installed_version(root, *_CONTAINERD_PACKAGES) if resolved["distribution"] == "kubeadm" else None
-    version = found[0] if found else None
-    parsed = kernel.parse_kernel_version(version.split(":", 1)[-1]) if version else None
+    # k3s, RKE2 and MicroK8s bring their own containerd: its release is not in dpkg's list.
+    found = release_checks.containerd_version(root) if resolved["distribution"] == "kubeadm" else None
+    version, parsed = (found[0], found[2]) if found else (None, None)
     head = "AppArmor is enabled in the kernel (/sys/module/apparmor/parameters/enabled) and apparmor_parser is missing"
     fix = "install the apparmor package (apparmor_parser) or boot with apparmor=0"
     if parsed and BROKEN_CONTAINERD[0] <= parsed < BROKEN_CONTAINERD[1]:

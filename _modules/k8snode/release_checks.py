@@ -144,18 +144,26 @@ def kernel_recommended_check(resolved, kernel_release):
 _RUNTIME_PACKAGES = ("containerd.io", "containerd")
 
 
+def containerd_version(root):
+    """``(version, evidence, (major, minor, patch))`` of the containerd dpkg installed
+    (Docker's containerd.io or Debian's containerd), or None."""
+    found = host.dpkg_installed_version(root, *_RUNTIME_PACKAGES)
+    if found is None:
+        return None
+    version, evidence = found
+    parsed = kernel.parse_kernel_version(version.split(":", 1)[-1])
+    return (version, evidence, parsed) if parsed else None
+
+
 def containerd_check(resolved, root):
     """The containerd release that dpkg installed, against the release's minimum."""
     if resolved["distribution"] not in ("kubeadm",):
         return None  # k3s, RKE2 and MicroK8s bring their own containerd
     rule = releases.row(releases.CONTAINERD, resolved["kubernetes"]["version"])
-    found = host.dpkg_installed_version(root, *_RUNTIME_PACKAGES)
+    found = containerd_version(root)
     if rule is None or found is None:
         return None
-    version, evidence = found
-    parsed = kernel.parse_kernel_version(version.split(":", 1)[-1])
-    if parsed is None:
-        return None
+    version, evidence, parsed = found
     ok = parsed >= kernel.parse_kernel_version(rule["minimum"])
     expected = f">= {rule['minimum']}"
     detail = f"containerd {version} ({evidence})" + ("" if ok else f": {rule['why']}")
