@@ -7,9 +7,11 @@ and nf_tables (iptables-nft, nft, firewalld, kube-proxy's nftables mode). nf_tab
 no file that lists its tables (its users count in ``/proc/modules`` stays up while
 ``nft_compat`` is loaded, with no rule left: measured on Debian 13), so they are read the
 way ``nft list tables`` reads them: one netlink dump (``NFT_MSG_GETTABLE``), no process,
-and only when ``nf_tables`` is already loaded (the request would load it otherwise). kube-proxy and the network plugin each write to one backend; when they
-pick different ones, or something else holds rules in the other, rules do not see each
-other and Services or pods break (kubernetes/kubernetes#71305, projectcalico/calico#3709;
+and only when ``nf_tables`` is already loaded (the request would load it otherwise).
+
+kube-proxy and the network plugin each write to one backend; when they pick different
+ones, or something else holds rules in the other, rules do not see each other and
+Services or pods break (kubernetes/kubernetes#71305, projectcalico/calico#3709;
 kube-proxy's image runs iptables-wrapper, which picks the backend that has rules).
 ``/etc/alternatives/iptables`` says which one the host's own ``iptables`` (the CNI plugins'
 portmap and bridge call it) uses. From Linux 6.17 the legacy backend exists only with

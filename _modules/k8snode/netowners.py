@@ -197,11 +197,11 @@ def _networkd_files(root):
     return ([main] if main else []) + [full for _name, full in host.conf_files(root, _NETWORKD_DIRS)]
 
 
-def networkd_foreign_settings(root):
-    """``{setting: (value, where)}`` of networkd.conf's foreign-route settings; the
-    default (``yes``) where no file sets them."""
+def networkd_foreign_settings(root, files):
+    """``{setting: (value, where)}`` of networkd.conf's foreign-route settings in ``files``
+    (:func:`_networkd_files`); the default (``yes``) where no file sets them."""
     settings = {name: (True, "systemd-networkd's default") for name in FOREIGN_SETTINGS}
-    for full in _networkd_files(root):
+    for full in files:
         for section, key, value, number in _sections(host.read_text(full)):
             if section == "Network" and key in FOREIGN_SETTINGS and _boolean(value) is not None:
                 settings[key] = (_boolean(value), f"{host.display(root, full)}:{number}")
@@ -235,7 +235,8 @@ def networkd_check(resolved, root):
     if not host.enabled_units(root, "systemd-networkd.service", "dbus-org.freedesktop.network1.service"):
         return None
     examples, _ = plugin_interfaces(resolved)
-    settings = networkd_foreign_settings(root)
+    files = _networkd_files(root)  # listed once: the settings and, when they hold, their age
+    settings = networkd_foreign_settings(root, files)
     problems = [
         f"{name}=yes ({where}): it removes {FOREIGN_SETTINGS[name]} that no .network file configures, the "
         "network plugin's among them, at each start or reconfiguration"
@@ -253,11 +254,7 @@ def networkd_check(resolved, root):
         )
         # comm is cut to 15 characters: systemd-network.
         started = process_started(root, "systemd-networkd.service", "systemd-network")
-        newer = [
-            host.display(root, full)
-            for full in _networkd_files(root)
-            if started is not None and os.stat(full).st_mtime > started
-        ]
+        newer = [host.display(root, full) for full in files if started is not None and os.stat(full).st_mtime > started]
         if newer:
             detail += (
                 f"; but {', '.join(newer)} changed after systemd-networkd started: it applies them at its next "
