@@ -16,6 +16,7 @@ less the reserved ports. The fix is data: ``sysctls: {net.ipv4.ip_local_reserved
 """
 
 from . import sysctl_boot
+from .validate import port_runs, port_runs_text
 from .verdict import check
 
 _RANGE_KEY = "net.ipv4.ip_local_port_range"
@@ -45,21 +46,7 @@ def _uncovered(port_range, node_ports, reserved):
     except (ValueError, AttributeError):
         return []
     low, high = max(first, node_ports[0]), min(last, node_ports[1])
-    uncovered, start = [], None
-    for port in range(low, high + 1):
-        free = not any(a <= port <= b for a, b in reserved)
-        if free and start is None:
-            start = port
-        if not free and start is not None:
-            uncovered.append((start, port - 1))
-            start = None
-    if start is not None:
-        uncovered.append((start, high))
-    return uncovered
-
-
-def _text(ranges):
-    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in ranges)
+    return port_runs(port for port in range(low, high + 1) if not any(a <= port <= b for a, b in reserved))
 
 
 def node_ports_check(resolved, root, boot):
@@ -88,13 +75,13 @@ def node_ports_check(resolved, root, boot):
         return check("ok", False, f"no ephemeral port in {wanted}", live_range, boot_range_value, detail)
     if live:
         detail = (
-            f"{_RANGE_KEY} is {live_range}: outgoing connections can take NodePorts {_text(live)} "
+            f"{_RANGE_KEY} is {live_range}: outgoing connections can take NodePorts {port_runs_text(live)} "
             f"(NodePort range {wanted}, kubernetes/kubernetes#111682); {fix}"
         )
     else:
         detail = (
             f"NodePorts are free now, but at the next boot {_RANGE_KEY} is {boot_range_value} ({where}) and "
-            f"NodePorts {_text(at_boot)} are not reserved then; {fix}"
+            f"NodePorts {port_runs_text(at_boot)} are not reserved then; {fix}"
         )
     return check(
         "fail",
@@ -104,6 +91,6 @@ def node_ports_check(resolved, root, boot):
         boot_range_value,
         detail,
         lost_at_reboot=not live and bool(at_boot),
-        taken_now=_text(live),
-        taken_at_boot=_text(at_boot),
+        taken_now=port_runs_text(live),
+        taken_at_boot=port_runs_text(at_boot),
     )

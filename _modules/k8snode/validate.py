@@ -77,6 +77,22 @@ PORT_LIST_KEYS = ("net.ipv4.ip_local_reserved_ports",)
 _PORT_ITEM = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
 
 
+def port_runs(ports):
+    """``[(first, last)]``: the runs of consecutive ports in ``ports`` (any order)."""
+    runs = []
+    for port in sorted(set(ports)):
+        if runs and port == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], port)
+        else:
+            runs.append((port, port))
+    return runs
+
+
+def port_runs_text(runs):
+    """Runs as the kernel prints a port list (proc_do_large_bitmap): ``"22,30000-32767"``."""
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def _normalize_port_list(value, source, key):
     """A port list as the kernel prints it back (proc_do_large_bitmap): sorted, merged
     ranges, ``"22,30000-32767"``; empty reserves nothing."""
@@ -91,16 +107,7 @@ def _normalize_port_list(value, source, key):
             if not first <= last <= 65535:
                 raise invalid(source, f"value for {key}", value, accepted)
             ports.update(range(first, last + 1))
-    ranges, start, end = [], None, None
-    for port in sorted(ports):
-        if start is None or port != end + 1:
-            if start is not None:
-                ranges.append((start, end))
-            start = port
-        end = port
-    if start is not None:
-        ranges.append((start, end))
-    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+    return port_runs_text(port_runs(ports))
 
 
 def normalize_sysctl_value(value, source, key):
