@@ -208,7 +208,8 @@ class MasterLink:
     """How a node reaches its master and how the test side talks to the minion.
 
     ``salt(minion_id, fun, *args, **kwargs)`` runs ``salt <id> fun ...`` through the
-    master and returns ``(exit code, data)``; ``wait_started(minion_id, since, timeout)`` returns
+    master and returns ``(exit code, data)``; given a list of ids, one publish to all of them
+    (``salt -L``) and ``(exit code, {id: data})``, 0 when every one answered; ``wait_started(minion_id, since, timeout)`` returns
     True once the minion announced itself (``salt/minion/<id>/start``) after ``since``
     (a UNIX time); None means "poll test.ping".
     """
@@ -505,22 +506,32 @@ def new_node(
     return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, l2=l2)
 
 
-def sync_extension(node: VmNode) -> None:
-    """Sync the session's k8snode execution and state modules to the node (through the
-    master, from its file server): all a VM test runs on the node.
+def sync_extension(*nodes: VmNode) -> None:
+    """Sync the session's k8snode execution and state modules to the nodes (through the
+    master, from its file server, one publish for all of them): all a VM test runs on a node.
 
     Not ``saltutil.sync_all``: under TCG it took 16 to 20 s a node, about 0.7 s for each
     of Salt's 18 module kinds, nearly all of them empty here; the container tier shows
     ``sync_all`` on every release.  The modules are synced without a refresh and the
     states with one, so the minion reloads once."""
     started = time.time()
+    link = nodes[0].link
+    ids = [node.minion_id for node in nodes]
     for fun, refresh in (("saltutil.sync_modules", False), ("saltutil.sync_states", True)):
-        code, data = node.link.salt(node.minion_id, fun, refresh=refresh, timeout=180)
-        if code != 0 or not isinstance(data, list) or not data:
-            raise VmError(f"{node.minion_id}: {fun} synced nothing or failed: {data!r}")
+        code, returns = link.salt(ids, fun, refresh=refresh, timeout=180)
+        for minion_id in ids:
+            data = (returns or {}).get(minion_id)
+            if code != 0 or not isinstance(data, list) or not data:
+                raise VmError(f"{minion_id}: {fun} synced nothing or failed: {data!r}")
     # Salt writes the synced files without fsync. On a real node the extension was
     # installed long before anything happens to it; here the power cut test cuts the
     # boot that synced, and once lost the modules themselves ("'k8snode.audit' is not
     # available" after the cut). Flush them, as time would.
-    node.sh("sync")
-    node._time("saltutil.sync_modules + sync_states", time.time() - started)
+    code, returns = link.salt(ids, "cmd.run_all", "sync", timeout=120)
+    if code != 0 or any((returns[minion_id] or {}).get("retcode") != 0 for minion_id in ids):
+        raise VmError(f"sync after the module sync failed: {returns!r}")
+    for node in nodes:
+        node._time(
+            "saltutil.sync_modules + sync_states" + (f" ({len(nodes)} nodes at once)" if len(nodes) > 1 else ""),
+            time.time() - started,
+        )

@@ -81,11 +81,13 @@ def vm_link(salt_master, salt_factories, local_client):
     through the salt CLI, as a user would."""
     listener = salt_factories.event_listener
 
-    def salt(minion_id, fun, *args, timeout=harness.SALT_TIMEOUT, **kwargs):
-        returns = local_client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
-        if minion_id not in returns:
-            return 1, None
-        return 0, returns[minion_id]
+    def salt(target, fun, *args, timeout=harness.SALT_TIMEOUT, **kwargs):
+        if isinstance(target, str):
+            returns = local_client.cmd(target, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
+            return (0, returns[target]) if target in returns else (1, None)
+        # Several minions, one publish: they work side by side.
+        returns = local_client.cmd(target, fun, arg=list(args), kwarg=kwargs, timeout=timeout, tgt_type="list")
+        return (0 if set(target) <= set(returns) else 1), returns
 
     def wait_started(minion_id, since, timeout):
         pattern = (salt_master.id, f"salt/minion/{minion_id}/start")
@@ -212,8 +214,7 @@ def vm_pair(request, salt_master, vm_nodes_ahead):
         try:
             for node in started:
                 node.wait_booted()
-            for node in started:
-                vm.sync_extension(node)
+            vm.sync_extension(*started)
         except vm.VmError as exc:
             pytest.fail(str(exc), pytrace=False)
         return tuple(started)

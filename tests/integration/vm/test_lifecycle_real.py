@@ -14,6 +14,12 @@ loaded and with modprobe.d forbidding it (phase 1), a later sysctl.d file that t
 goes, kube-proxy's first ``nf_conntrack_max`` write and the ClusterIP after phase 4's boot,
 with a FORWARD policy of DROP restored by netfilter-persistent at that boot.
 
+Scenario 3 (pods across nodes need ``ip_forward`` on both) needs a second node: a peer
+boots beside this one, on a private L2 link between their QEMUs
+(tests/support/across_nodes.py), is prepared with phase 2 and rebooted with phase 3, then
+powered off.  It used to be a test of its own, with two more boots and a reboot of both
+(measured: 181 to 221 s of the tier).
+
 Reboot evidence the kernel would not produce by itself: ``net.ipv4.ip_forward`` (0 at
 boot unless a file sets it), ``vm.max_map_count`` raised to a floor (65530 by default),
 and modules nothing else loads at boot (overlay, br_netfilter, ip_vs_rr/wrr/sh).  The
@@ -22,6 +28,8 @@ bridge sysctls are no evidence alone: they read 1 as soon as br_netfilter loads.
 
 import pytest
 
+from tests.support.across_nodes import audits, pod_to_pod, start_pods
+from tests.support.vm import reboot_together
 from tests.support.vm_checks import (
     MODULES_FILE,
     SYSCTL_FILE,
@@ -37,8 +45,9 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-# The next test's node starts at this test's last reboot, not at its start (start_next_vm).
-pytestmark = pytest.mark.real_node(release="bookworm", start_next="by_test")
+# Two nodes (the peer for scenario 3); the next test's node starts at this test's last
+# reboot, not at its start (start_next_vm).
+pytestmark = pytest.mark.real_node(release="bookworm", nodes=2, start_next="by_test")
 
 # Test 2 asks for k3s (nf_conntrack) and the IPVS set; test 3 for evidence the kernel
 # would not produce by itself (max_map_count's floor).
@@ -48,14 +57,18 @@ MODULES = ("overlay", "br_netfilter", "nf_conntrack", "ip_vs", "ip_vs_rr", "ip_v
 ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
 
 
-def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, fresh_vm, start_next_vm):
-    node = fresh_vm()
+def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, vm_pair, start_next_vm):
+    node, peer = vm_pair()
     fresh = _a_fresh_node_is_a_vm_and_not_ready(salt_master, node)  # issue 11, test 1
     _nftables_needs_a_module_that_exists_but_is_not_loaded(node, fresh)  # issue 14
     _what_loads_on_demand_and_what_modprobe_d_forbids(salt_master, node, fresh)  # issue 20
+    _pods_across_fresh_nodes_talk_only_while_the_plugin_forwards(salt_master, node, peer)  # issue 20
     _state_apply_loads_the_modules_with_modprobe(salt_master, node)  # test 2
+    _pods_across_prepared_nodes_talk(salt_master, node, peer)  # issue 20
     predicted = _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node)  # issue 20
-    _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted)  # test 3
+    _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted, peer)  # test 3
+    _pods_across_nodes_talk_after_the_reboot_of_both(salt_master, node, peer)  # issue 20
+    peer.kill()  # done with it: the last phases run on one node
     _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node)  # issue 20
     _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node, start_next_vm)  # test 7
     _a_kernel_without_nf_tables_fails_naming_it(salt_master, node)  # issue 14
@@ -203,8 +216,8 @@ def _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node
     return predicted
 
 
-def _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted):
-    node.reboot()  # and no state run after it
+def _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted, peer):
+    reboot_together([node, peer])  # and no state run after it
 
     assert set(MODULES) <= proc_modules(node)
     journal = modules_load_journal(node)
@@ -221,6 +234,60 @@ def _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, pred
     after = audit(salt_master, node, **SETTINGS)
     assert after["failing"] == [f"sysctl:{BRIDGE_KEY}"], after["failing"]
     assert after["lost_at_reboot"] == []
+
+
+IP_FORWARD = "sysctl:net.ipv4.ip_forward"
+
+
+def _pods_across_fresh_nodes_talk_only_while_the_plugin_forwards(salt_master, node, peer):
+    """Issue 20, scenario 3, fresh: the audit fails ``ip_forward`` on both nodes (0, no file
+    sets it). The CNI ``bridge`` plugin as a gateway turns it on at the pod's ADD
+    (``ip.EnableForward``), and the pods talk; set back to 0 on both (what the node boots
+    with, before any pod, and what a sysctl reload with nothing persisted leaves) the pod on
+    this node cannot reach the pod on the peer, and the audit says ``fail`` on both."""
+    nodes = (node, peer)
+    for report in audits(salt_master, nodes):  # each salt call reaches both nodes at once
+        check = report["checks"][IP_FORWARD]
+        assert (check["status"], check["live"], check["boot"]) == ("fail", "0", None), check
+    seen = start_pods(nodes)
+    # The link's NICs are left to the test (the image's 10-k8snode-link.network), as a plugin's would be.
+    assert [one["networkd"] for one in seen] == ["unmanaged", "unmanaged"], seen
+    assert [(one["before"], one["after"]) for one in seen] == [("0", "1"), ("0", "1")], seen
+    assert pod_to_pod(nodes) == "answered"  # the plugin turned forwarding on
+
+    for one in nodes:
+        one.sh("sysctl -qw net.ipv4.ip_forward=0")
+    assert pod_to_pod(nodes).startswith("failed"), "pods talked across nodes that forward nothing"
+    for report in audits(salt_master, nodes):
+        check = report["checks"][IP_FORWARD]
+        assert (check["status"], check["live"]) == ("fail", "0"), check
+
+
+def _pods_across_prepared_nodes_talk(salt_master, node, peer):
+    """Scenario 3 after ``state.apply k8snode`` on both (this node with phase 2's profile,
+    the peer with kubeadm's): the pods talk, and ``ip_forward`` is 1 now and at boot."""
+    code, state = apply(salt_master, peer)
+    assert code == 0 and state["result"] is True, state
+    assert pod_to_pod((node, peer)) == "answered"
+    ours, peers = audits(salt_master, (node, peer))
+    assert peers["ready"] is True, peers["failing"]
+    for report in (ours, peers):
+        check = report["checks"][IP_FORWARD]
+        assert (check["status"], check["live"], check["boot"]) == ("ok", "1", "1"), check
+
+
+def _pods_across_nodes_talk_after_the_reboot_of_both(salt_master, node, peer):
+    """Scenario 3 after phase 3's reboot of both: ``ip_forward`` is 1 before any pod exists
+    (k8snode's file, not the plugin); the pods, made again as the kubelet and flannel make
+    them at boot, talk; the audit agrees on both."""
+    nodes = (node, peer)
+    seen = start_pods(nodes)
+    assert [one["before"] for one in seen] == ["1", "1"], seen  # k8snode's file, before any pod
+    assert pod_to_pod(nodes) == "answered"
+    ours, peers = audits(salt_master, nodes)
+    assert peers["ready"] is True, peers["failing"]
+    check = ours["checks"][IP_FORWARD]
+    assert (check["status"], check["live"], check["boot"]) == ("ok", "1", "1"), check
 
 
 def _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node):
