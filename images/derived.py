@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Images derived from a minion image by one small Dockerfile: Debian packages a test
-needs beside Salt (systemd's ``systemd-sysctl`` for the boot-value oracle, Debian's
-``prometheus-node-exporter`` for the drift metrics, Debian's ``prometheus`` for promtool).
+needs beside Salt (systemd's ``systemd-sysctl`` for the boot-value oracle, on bullseye,
+bookworm and trixie; Debian's ``prometheus-node-exporter`` for the drift metrics,
+Debian's ``prometheus`` for promtool).
 
 The tag is ``k8snode-<name>:<release>-<hash>`` where the hash covers the minion image's
 tag (itself a hash of all its inputs) and the Dockerfile's text; an existing tag is
@@ -28,6 +29,9 @@ from images import build  # noqa: E402 (needs the repository on sys.path)
 #: name -> (Dockerfile in images/, minion release it starts FROM, the build-arg naming that image)
 DERIVED: dict[str, tuple[str, str, str]] = {
     "sysctl-oracle": ("systemd-sysctl.Dockerfile", "bookworm", "BASE_IMAGE"),
+    # The same oracle on Debian 11's systemd 247 and Debian 13's 257 (issue 21: by version).
+    "sysctl-oracle-bullseye": ("systemd-sysctl.Dockerfile", "bullseye", "BASE_IMAGE"),
+    "sysctl-oracle-trixie": ("systemd-sysctl.Dockerfile", "trixie", "BASE_IMAGE"),
     "node-exporter": ("node-exporter.Dockerfile", "bookworm", "MINION_IMAGE"),
     "prometheus": ("prometheus.Dockerfile", "bookworm", "MINION_IMAGE"),
 }

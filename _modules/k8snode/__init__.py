@@ -366,10 +366,13 @@ def sysctl_status(key, value=None, compare="exact", root="/"):
     Report one sysctl: its live value, the value that holds after reboot and the
     file and line that set it, and whether both meet ``value``.
 
-    The boot value is what the kernel stores: integers are parsed as the kernel
-    does (``01`` is 1, ``1 # routing`` is 1, ``+1`` and ``"1"`` are refused and
-    listed in ``boot_refused`` with their file and line), bridge-nf-call-* store 1
-    for any non-zero value, and coupled keys count (``net.ipv4.ip_forward`` and
+    The boot value is what the kernel stores, by the key's proc_handler (a table
+    of them, else learnt from the live value): integers are parsed as the kernel
+    does (``01`` is 1, ``0x400`` is 1024, ``1 # routing`` is 1, ``+1``, ``"1"`` and
+    values out of the handler's range are refused and listed in ``boot_refused``
+    with their file and line), bridge-nf-call-* store 1 for any non-zero value,
+    the systemd-sysctl version found decides whether ``/lib/sysctl.d`` is read,
+    and coupled keys count (``net.ipv4.ip_forward`` and
     ``net.ipv4.conf.all.forwarding`` are one variable: ``boot_via`` names the key
     that was written). ``boot_writes`` lists every write that reaches the key, in
     the order the applier makes them, explicit lines and globs alike

@@ -141,6 +141,10 @@ def _sysctl_check(key, requirement, boot, root, module_states, writers=()):
     else:
         detail = f"{key} is {live}, set at boot by {origin}"
     detail += _refusals(winner)
+    handler, assumed = sysctl_boot.kernel_handler(path_key, root)
+    if winner and assumed:
+        # The table of handlers does not know the key: its parsing is a guess.
+        detail += f"; {assumed}"
     writes = sysctl_boot.boot_writes(path_key, boot)
     runtime = sysctl_boot.runtime_writers_of(path_key, writers)
     detail += sysctl_boot.owners_text(path_key, writes, runtime)
@@ -159,6 +163,7 @@ def _sysctl_check(key, requirement, boot, root, module_states, writers=()):
         boot_refused=[f"{write['file']}:{write['line']}" for write in winner["refused"]] if winner else [],
         boot_applier=boot["applier"],
         boot_writes=writes,
+        boot_kernel_handler=handler["handler"] + (" (assumed)" if assumed else ""),
         runtime_writers=runtime,
         lost_at_reboot=live_ok and not boot_ok,
         source=requirement.get("source"),

@@ -10,7 +10,8 @@ that has no explicit line (``-key`` lines included). Without systemd, procps'
 ``sysctl --system`` applies the lines in file order, reads ``/etc/sysctl.conf``
 last, and expands globs only from procps 4.0 on (:mod:`.sysctl_procps`, which
 follows the version found on the host). The kernel then parses each value
-(:func:`.sysctl_syntax.kernel_store`) and couples some keys (forwarding).
+(:mod:`.sysctl_kernel`, by the key's proc_handler) and couples some keys
+(forwarding).
 
 Keys are handled as /proc/sys paths (``net/ipv4/ip_forward``), the form the
 kernel and systemd compare; :func:`sysctl_path` converts a dotted key.
@@ -18,32 +19,32 @@ kernel and systemd compare; :func:`sysctl_path` converts a dotted key.
 
 import os
 
-from . import host
+from . import host, sysctl_kernel
 from .sysctl_syntax import (  # noqa: F401  (sysctl_path and parse_sysctl_conf are this module's API too)
     GLOB_CHARS,
     glob_matches,
     is_glob,
-    kernel_parser,
-    kernel_store,
     keys_written_by,
     parse_sysctl_conf,
     sysctl_path,
 )
 
-# systemd-sysctl reads these, in this order; a file name in an earlier
-# directory masks the same name in a later one (Debian 12's systemd 252 is built
-# with split-usr, so /lib/sysctl.d is read too; on merged-/usr it is /usr/lib's).
+# The sysctl.d directories, in reading order; a file name in an earlier directory
+# masks the same name in a later one. procps reads all five; systemd-sysctl reads
+# /lib/sysctl.d only when it is a split-usr build (:mod:`.sysctl_systemd`); on
+# merged-/usr /lib/sysctl.d is /usr/lib's, read once.
 SYSCTL_DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d")
 
 SYSTEMD = "systemd-sysctl"
 PROCPS = "sysctl --system"
 
 
-def _listed_files(root, replace, applier=SYSTEMD):
-    """[(shown, full path or None)] of the sysctl.d files, by name, first directory
-    winning a name; ``replace`` adds files by shown path (what a state will write)."""
+def _listed_files(root, replace, applier=SYSTEMD, directories=SYSCTL_DIRS):
+    """[(shown, full path or None)] of the sysctl.d files in ``directories``, by name,
+    first directory winning a name; ``replace`` adds files by shown path (what a
+    state will write)."""
     chosen, seen_dirs = {}, []
-    for directory in SYSCTL_DIRS:
+    for directory in directories:
         full_dir = host.path(root, directory)
         try:
             real = os.path.realpath(full_dir)
@@ -66,11 +67,11 @@ def _listed_files(root, replace, applier=SYSTEMD):
     return [(name, chosen[name]) for name in sorted(chosen)]
 
 
-def _file_texts(root, applier, reads_etc_sysctl_conf, replace):
+def _file_texts(root, applier, reads_etc_sysctl_conf, replace, directories=SYSCTL_DIRS):
     """[(shown, text)] in the order the applier reads them; unreadable files,
     masks (/dev/null, empty) and files ``replace`` removes read as nothing."""
     ordered = []
-    for _, full in _listed_files(root, replace, applier):
+    for _, full in _listed_files(root, replace, applier, directories):
         shown = host.display(root, full)
         if host.is_masked(full) and shown not in replace:
             continue
@@ -113,8 +114,17 @@ def effective_boot_sysctls(root, reads_etc_sysctl_conf=None, replace=None, appli
     if applier is not None:
         detected = {"applier": applier, "evidence": "chosen by the caller", "ambiguous": None}
     applier = detected["applier"]
-    texts = _file_texts(root, applier, reads_etc_sysctl_conf, replace)
     ambiguous = detected["ambiguous"]
+    directories, systemd = SYSCTL_DIRS, None
+    if applier == SYSTEMD:
+        from . import sysctl_systemd
+
+        systemd = sysctl_systemd.systemd_model(root)
+        if not systemd["reads_lib_sysctl_d"]:
+            directories = tuple(directory for directory in SYSCTL_DIRS if directory != "lib/sysctl.d")
+        if systemd["assumed"]:
+            ambiguous = f"{ambiguous}; {systemd['assumed']}" if ambiguous else systemd["assumed"]
+    texts = _file_texts(root, applier, reads_etc_sysctl_conf, replace, directories)
     if applier == PROCPS:
         from . import sysctl_procps
 
@@ -131,13 +141,17 @@ def effective_boot_sysctls(root, reads_etc_sysctl_conf=None, replace=None, appli
         for op in order
         if "pattern" in op
     ]
-    refused = _refused_writes(order)
+    refused = _refused_writes(order, root)
     problems = found["problems"] + [f"{item['file']}:{item['line']}: {item['reason']}" for item in refused]
     return {
+        "root": root,
         "applier": applier,
-        "applier_evidence": detected["evidence"] + (f"; {procps['evidence']}" if procps else ""),
+        "applier_evidence": detected["evidence"]
+        + (f"; {procps['evidence']}" if procps else "")
+        + (f"; {systemd['evidence']}" if systemd else ""),
         "ambiguous": ambiguous,
         "procps": procps,
+        "systemd": systemd,
         "files": [shown for shown, _ in texts],
         "values": found["values"],
         "globs": globs,
@@ -186,15 +200,31 @@ def _record(values, path_key, item):
     return entry
 
 
-def _refused_writes(order):
-    """The explicit lines whose value the kernel refuses (for the keys whose parser
-    this model knows), with the file and line."""
+def kernel_handler(path_key, root):
+    """``(spec, assumption)`` of the key's proc_handler (:func:`.sysctl_kernel.handler_for`),
+    learnt from its live value under ``root`` when the table does not know it."""
+    return sysctl_kernel.handler_for(path_key, read_live(root, path_key))
+
+
+def kernel_store(path_key, value, root, before=None):
+    """``(stored, reason)`` of :func:`.sysctl_kernel.store` for ``path_key`` on the host
+    under ``root`` (its handler, and the names a text key accepts, read there)."""
+    spec, _ = kernel_handler(path_key, root)
+    choices = None
+    if spec.get("choices_key"):
+        listed = read_live(root, spec["choices_key"])
+        choices = listed.split() if listed else None
+    return sysctl_kernel.store(spec, value, before, choices)
+
+
+def _refused_writes(order, root):
+    """The explicit lines whose value the kernel refuses, with the file and line."""
     refused = []
     for op in order:
-        if "key" not in op or kernel_parser(op["key"]) is None:
+        if "key" not in op:
             continue
-        _, reason = kernel_store(op["key"], op["value"])
-        if reason:
+        stored, reason = kernel_store(op["key"], op["value"], root)
+        if reason and stored is None:
             refused.append(
                 {
                     "key": op["key"],
@@ -215,6 +245,9 @@ def boot_writes(path_key, boot):
     sources = keys_written_by(path_key)
     explicit = set(boot["explicit"])
     exempt_paths = set(boot.get("exempt_paths", ()))
+    root = boot.get("root", "/")
+    # What a vector written in part keeps: the value before this write.
+    before = sysctl_kernel.handler_for(path_key, None)[0].get("default")
     writes = []
     for op in boot["order"]:
         if "key" in op:
@@ -228,11 +261,17 @@ def boot_writes(path_key, boot):
             hit = next((key for key in sources if glob_reaches(op, key, exempt_paths)), None)
         if hit is None:
             continue
-        stored, reason = kernel_store(path_key, op["value"])
+        stored, reason = kernel_store(path_key, op["value"], root, before)
         write = {"value": op["value"], "file": op["file"], "line": op["line"], "via": hit}
         if "pattern" in op:
             write["pattern"] = op["pattern"]
-        write.update({"refused": reason} if reason else {"stored": stored})
+        if stored is None:
+            write["refused"] = reason
+        else:
+            write["stored"], before = stored, stored
+            if reason:
+                # EINVAL after the first elements of a vector: those stay written.
+                write["error"] = reason
         writes.append(write)
     return writes
 

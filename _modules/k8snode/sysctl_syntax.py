@@ -1,10 +1,12 @@
 """
-sysctl.d(5) as systemd-sysctl (systemd 252, Debian 12) reads it, and integer
-values as the kernel parses them. Pure functions on strings; every rule here
-names the systemd or kernel function it follows, and each one is checked
-against the real binary by tests/integration/test_sysctl_oracle.py.
+sysctl.d(5) as systemd-sysctl reads it (the same parse_file() in systemd 247, 252
+and 257), globs, and the keys whose write changes other keys. Pure functions on
+strings; every rule here names the systemd or kernel function it follows, and each
+one is checked against the real binaries by tests/integration/test_sysctl_oracle.py.
+What the kernel stores for a value is :mod:`.sysctl_kernel`'s.
 """
 
+import functools
 import re
 
 # systemd's string_is_glob(): braces alone do not make a glob.
@@ -127,6 +129,7 @@ def _expand_group(pattern, start, end):
     return expanded
 
 
+@functools.lru_cache(maxsize=1024)
 def _component_regex(component):
     """fnmatch(3) for one path component: ``*`` and ``?`` never match ``/``,
     ``[!x]`` and ``[^x]`` negate, ``\\`` escapes."""
@@ -181,82 +184,7 @@ def glob_matches(pattern, path_key, braces=True):
     return False
 
 
-# ------------------------------------------------------------------ kernel values
-
-_INT_MAX = 2**31 - 1
-# proc_get_long() copies at most TMPBUFLEN - 1 = 21 bytes and refuses a number that fills them.
-_TMPBUF_DIGITS = 21
-_NUMBER = re.compile(r"(-?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
-
-
-def kernel_int(written):
-    """
-    What proc_dointvec() stores for ``written`` (the bytes a writer sends), as
-    ``(value, None)``, or ``(None, reason)`` when the kernel refuses the write
-    (EINVAL). Leading whitespace is skipped; the number is C's strtoul with base
-    0 (``010`` is 8, ``0x10`` is 16, ``08`` is refused); ``-`` is accepted, ``+`` is
-    not; the number must end at a space, tab or newline, after which the rest is
-    ignored (``1 # routing`` stores 1); it must fit an int.
-    """
-    text = written.lstrip(" \t\n\r\v\f")
-    if not text:
-        return None, "no number"
-    match = _NUMBER.match(text)
-    if not match:
-        return None, "not a number"
-    number = match.group(2)
-    if len(match.group(0)) >= _TMPBUF_DIGITS:
-        return None, "number too long"
-    rest = text[match.end() :]
-    if rest and rest[0] not in " \t\n":
-        return None, f"{rest[0]!r} after the number"
-    if number[:2].lower() == "0x":
-        magnitude = int(number, 16)
-    elif number.startswith("0"):
-        magnitude = int(number, 8)
-    else:
-        magnitude = int(number)
-    negative = bool(match.group(1))
-    if magnitude > _INT_MAX + (1 if negative else 0):
-        return None, "out of range for an int"
-    return (-magnitude if negative else magnitude), None
-
-
-def _clamp_to_bool(value):
-    # br_netfilter's brnf_sysctl_call_tables(): any non-zero value is stored as 1.
-    return 1 if value else 0
-
-
-# Keys whose kernel handler is known, as (glob over /proc/sys paths, post-processing).
-_INT_KEYS = (
-    ("net/ipv4/ip_forward", None),
-    ("net/ipv4/conf/*/forwarding", None),
-    ("net/ipv6/conf/*/forwarding", None),
-    ("net/ipv4/conf/*/rp_filter", None),
-    ("net/bridge/bridge-nf-call-*", _clamp_to_bool),
-)
-
-
-def kernel_parser(path_key):
-    """The kernel handler for a key, or None when this model does not know it
-    (its value is then compared as text, fields joined by one space)."""
-    for pattern, post in _INT_KEYS:
-        if glob_matches(pattern, path_key):
-            return post or int
-    return None
-
-
-def kernel_store(path_key, value):
-    """``(stored, None)`` or ``(None, reason)``: what the kernel keeps when a writer
-    sends ``value`` plus the newline systemd-sysctl appends."""
-    parser = kernel_parser(path_key)
-    if parser is None:
-        return " ".join(value.split()), None
-    number, reason = kernel_int(value + "\n")
-    if reason:
-        return None, reason
-    return str(parser(number)), None
-
+# ------------------------------------------------------------------ coupled keys
 
 # Writes that change other keys: forwarding. ip_forward is conf/all/forwarding
 # (one variable), and writing conf/all/forwarding also sets conf/default and every

@@ -196,6 +196,13 @@ class FakeTree:
         if sysctl_link:
             self.symlink("etc/sysctl.d/99-sysctl.conf", "../sysctl.conf")
         self.write("run/systemd/system/.keep", "")
+        self.systemd({11: 247, 12: 252, 13: 257}.get(int(version), 257))
+        return self
+
+    def systemd(self, version, triplet="x86_64-linux-gnu"):
+        """systemd ``version`` as Debian installs it: libsystemd-shared-NNN.so, what
+        sysctl_systemd reads the version from."""
+        self.write(f"usr/lib/{triplet}/systemd/libsystemd-shared-{version}.so", b"\x7fELF")
         return self
 
     def ubuntu(self, version="24.04", sysctl_conf="#net.ipv4.ip_forward=1\n"):
@@ -205,6 +212,7 @@ class FakeTree:
         self.write("etc/sysctl.conf", sysctl_conf)
         self.symlink("etc/sysctl.d/99-sysctl.conf", "../sysctl.conf")
         self.write("run/systemd/system/.keep", "")
+        self.systemd({"22.04": 249, "24.04": 255}.get(version, 255))
         return self
 
     def redhat(self, os_id="rocky", version="9.4", sysctl_conf="# System default settings live in /usr/lib/sysctl.d\n"):
@@ -213,12 +221,14 @@ class FakeTree:
         self.write("etc/sysctl.conf", sysctl_conf)
         self.symlink("etc/sysctl.d/99-sysctl.conf", "../sysctl.conf")
         self.write("run/systemd/system/.keep", "")
+        self.systemd(239 if version.startswith("8") else 252)
         return self
 
     def suse(self, os_id="opensuse-leap", version="15.6"):
         """openSUSE/SLES: ID_LIKE="suse opensuse"; newer releases ship no /etc/sysctl.conf."""
         self.os_release(NAME="openSUSE Leap", VERSION_ID=version, ID=os_id, ID_LIKE="suse opensuse")
         self.write("run/systemd/system/.keep", "")
+        self.systemd(254)
         return self
 
     # ----------------------------------------------------------------- kernel

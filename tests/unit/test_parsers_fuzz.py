@@ -203,8 +203,12 @@ def model_boot(entries):
 @given(sysctl_trees())
 def test_effective_boot_sysctls_follows_systemd(pure_base, entries):
     root = tempfile.mkdtemp(dir=pure_base)
-    # A systemd host: procps' rules are tests/unit/test_sysctl_procps.py's.
+    # A systemd host: procps' rules are tests/unit/test_sysctl_procps.py's. Debian 11's
+    # split-usr systemd 247, which reads /lib/sysctl.d too (sysctl_systemd).
     os.makedirs(os.path.join(root, "run/systemd/system"))
+    os.makedirs(os.path.join(root, "usr/lib/systemd"))
+    with open(os.path.join(root, "usr/lib/systemd/libsystemd-shared-247.so"), "wb") as handle:
+        handle.write(b"\x7fELF")
     for dir_index, name, content in entries:
         directory = os.path.join(root, DIRS[dir_index])
         os.makedirs(directory, exist_ok=True)
