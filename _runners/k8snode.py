@@ -14,6 +14,18 @@ With the ``k8snode`` beacon on, the drift reactor (``salt/reactor/k8snode_drift.
 calls :func:`remember` and :func:`heal` for every beacon event: the report then shows
 the last known state of a host that does not answer, and counts drift events per
 host; ``heal`` re-applies ``k8snode`` on a drifted minion when its pillar allows it.
+
+What the master trusts: Salt checks who sends a beacon event's load, but fires its
+events with the tags and data the sender chose (``_minion_event`` in
+``salt.daemons.masterapi``, Salt 3006 and 3008), so any accepted minion can send
+``salt/beacon/<another id>/k8snode/...``. An event is therefore a *claim*: it is kept
+as ``last_claim`` and counted, never as the host's ``last_known`` state. That state,
+and every heal, rest on what the named minion itself returned through Salt's
+authenticated return channel (the master decrypts a return with that minion's own
+session key and refuses a load whose ``id`` is not the sender's, in
+``salt.channel.server``): a report's ``k8snode.audit`` answers (``source: audit
+return``), or the fresh ``k8snode.audit`` :func:`heal` asks of the named minion before
+it acts (``source: confirmed``).
 """
 
 import atexit
@@ -21,6 +33,7 @@ import collections
 import contextlib
 import fcntl
 import gc
+import importlib.util
 import json
 import logging
 import os
@@ -36,22 +49,22 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "k8snode"
 
-#: Seconds of drift events the report counts by default.
-DRIFT_WINDOW = 86400
-#: Self-heal: at most HEAL_LIMIT state runs per minion within HEAL_WINDOW seconds,
-#: and none within HEAL_COOLDOWN seconds of the previous one (one drift often
-#: changes several checks at once: one state run repairs them all).
-HEAL_LIMIT = 3
-HEAL_WINDOW = 3600
-HEAL_COOLDOWN = 30
-#: Drift events kept per minion (the oldest go first).
-MEMORY_EVENTS = 1000
 _MINION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,252}$")
 
-NO_ANSWER = "no answer"
-READY = "ready"
-NOT_READY = "not ready"
-ERROR = "error"
+
+def _load_fleet():
+    """The runner's pure half, ``_k8snode_fleet.py`` beside this file, imported by path
+    under a private name each time this module is loaded (a re-sync is never served
+    stale). Salt's loader skips it (its name starts with ``_``); ``saltutil.sync_runners``,
+    ``runner_dirs`` and ``pip install`` all put it beside this file."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_k8snode_fleet.py")
+    spec = importlib.util.spec_from_file_location("_k8snode_runner_fleet", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_fleet = _load_fleet()
 
 
 def __virtual__():
@@ -100,73 +113,18 @@ def _expected_minions(tgt, tgt_type):
     return set(found.get("minions", [])) | set(found.get("missing", []))
 
 
-def _host_entry(answer):
-    """Classify one minion's answer to k8snode.audit."""
-    audit = answer.get("ret") if isinstance(answer, dict) else answer
-    if not isinstance(audit, dict) or "checks" not in audit:
-        return {"status": ERROR, "failing": {}, "lost_at_reboot": [], "error": str(audit)}
-    failing = {name: audit["checks"][name]["detail"] for name in audit.get("failing", [])}
-    return {
-        "status": READY if audit["ready"] else NOT_READY,
-        "distribution": audit.get("distribution"),
-        "os": audit.get("os"),
-        "failing": failing,
-        "lost_at_reboot": audit.get("lost_at_reboot", []),
-        "summary": audit.get("summary", {}),
-    }
-
-
-def _last_known(remembered, now):
-    known = remembered.get("last_known")
-    if not known:
-        return None
-    age = max(0, int(now - known["time"]))
-    return dict(known, age_seconds=age)
-
-
-def _summarize(answers, expected, memory=None, now=None, window=DRIFT_WINDOW):
-    """
-    Build the fleet report from the minions' audit answers (``{id: answer}``)
-    and the ids that were targeted. Hosts that did not answer are listed, never
-    dropped; with ``memory`` (``{id: remembered}``, see :func:`remember`) they carry
-    their last known state and its age, and every host its drift events within
-    ``window`` seconds.
-    """
-    memory = memory or {}
-    now = time.time() if now is None else now
-    hosts = {minion: _host_entry(answer) for minion, answer in answers.items()}
-    for minion in set(expected) - set(answers):
-        hosts[minion] = {"status": NO_ANSWER, "failing": {}, "lost_at_reboot": []}
-        known = _last_known(memory.get(minion, {}), now)
-        if known:
-            hosts[minion]["last_known"] = known
-            hosts[minion]["detail"] = f"no answer, last known: {known['status']}, {known['age_seconds']} s ago"
-    since = now - window
-    for minion, host in hosts.items():
-        host["drift_events"] = sum(1 for stamp in memory.get(minion, {}).get("drift_events", ()) if stamp[0] >= since)
-    counts = collections.Counter(host["status"] for host in hosts.values())
-    failures = collections.Counter(name for host in hosts.values() for name in host["failing"])
-    all_ready = bool(hosts) and counts[READY] == len(hosts)
-    return {
-        "ready": all_ready,
-        "retcode": 0 if all_ready else 1,
-        "counts": {status: counts[status] for status in (READY, NOT_READY, NO_ANSWER, ERROR)},
-        "common_failures": [
-            [name, count] for name, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))
-        ],
-        "hosts": dict(sorted(hosts.items())),
-    }
-
-
-def report(tgt="*", tgt_type="glob", timeout=None, window=DRIFT_WINDOW, **audit_kwargs):
+def report(tgt="*", tgt_type="glob", timeout=None, window=_fleet.DRIFT_WINDOW, **audit_kwargs):
     """
     Audit the targeted minions and report, per host, ready / not ready / no
     answer with the failing checks, and the most common failures across the
     fleet. Any host not ready or not answering makes ``salt-run`` exit 1.
 
     A host that does not answer carries ``last_known`` (``status``, ``failing``,
-    ``time``, ``age_seconds``, ``source``: the beacon's events or an earlier report)
-    and every host ``drift_events``: the beacon's status changes within ``window``.
+    ``time``, ``age_seconds``, ``source``: ``audit return``, an earlier report's
+    answer, or ``confirmed``, the fresh audit a heal asked of it), and ``last_claim``
+    when a beacon event (``source: beacon claim``, not confirmed: any minion can send
+    one naming another) is newer; every host ``drift_events``: the beacon's claimed
+    status changes within ``window``.
 
     tgt, tgt_type
         Any Salt target (``glob``, ``list``, ``grain``, ``compound``, ...).
@@ -199,11 +157,13 @@ def report(tgt="*", tgt_type="glob", timeout=None, window=DRIFT_WINDOW, **audit_
             answers.update(answer)
     now = time.time()
     for minion, answer in answers.items():
-        entry = _host_entry(answer)
-        if entry["status"] in (READY, NOT_READY):
-            _update_memory(minion, lambda remembered, e=entry: _set_last_known(remembered, e, now, "report"))
+        entry = _fleet.host_entry(answer)
+        if entry["status"] in (_fleet.READY, _fleet.NOT_READY):
+            _update_memory(
+                minion, lambda remembered, e=entry: _fleet.set_last_known(remembered, e, now, _fleet.AUDIT_RETURN)
+            )
     memory = {minion: _read_memory(minion) for minion in expected | set(answers)}
-    data = _summarize(answers, expected, memory, now, float(window))
+    data = _fleet.summarize(answers, expected, memory, now, float(window))
     __context__["retcode"] = data["retcode"]
     if __opts__.get("output"):
         return data
@@ -235,8 +195,10 @@ def _read_json(path):
 
 @contextlib.contextmanager
 def _locked_json(path):
-    """Read, let the caller change, write back atomically; one writer at a time
-    (the reactor runs runners in parallel threads and processes)."""
+    """Read, let the caller change, write back atomically; one writer at a time. The
+    reactor runs runners in threads of one process and ``salt-run`` in others: an
+    ``flock`` on a file of the master's own cachedir (each caller opens it anew, so
+    threads exclude each other too) is what every decision below relies on."""
     with open(path + ".lock", "a", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = _read_json(path)
@@ -259,37 +221,85 @@ def _update_memory(minion, change):
         change(remembered)
 
 
-def _set_last_known(remembered, entry, when, source):
-    previous = remembered.get("last_known") or {}
-    if previous.get("time", 0) <= when:
-        remembered["last_known"] = {
-            "status": entry["status"],
-            "failing": sorted(entry["failing"]),
-            "time": when,
-            "source": source,
-        }
+def _count(counts):
+    """Add one runner call's counts to ``<cachedir>/k8snode/heal-stats.json``."""
+    directory = os.path.join(__opts__["cachedir"], "k8snode")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    with _locked_json(os.path.join(directory, "heal-stats.json")) as stats:
+        stats.setdefault("since", time.time())
+        totals = stats.setdefault("counts", {})
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
 
 
-def _event_kind(tag, data):
-    """``salt/beacon/<id>/k8snode/<check>`` -> ``<check>`` (``summary`` for the summary).
-
-    The minion id in the tag and in the data must agree: Salt puts the sending
-    minion's id in both, and an event that names two minions is not one to act on.
+def heal_stats(reset=False):
     """
+    What the drift reactor's runners did on this master, counted since ``since`` (the
+    first count, or the last ``reset=True``): ``remember_calls`` and ``heal_calls``
+    (one ``remember`` per beacon event the reactor handed over: compare it with the
+    events fired to find what Salt's reactor dropped), ``claims_recorded``,
+    ``skipped:<why>`` (decided before any pillar or publish: ``not_fail``, ``no_key``
+    (no accepted key), ``under_way`` (another runner holds the minion's claim),
+    ``silent`` (it did not answer a confirmation within the cooldown), ``cooldown``,
+    ``gave_up_already``, ``heal_off`` (from Salt's cached pillar)),
+    ``pillar_cache_reads``, ``pillar_compiles``, ``confirmations`` (``k8snode.audit``
+    published to the named minion), ``confirmed``, ``not_confirmed``, ``heals``
+    (``state.apply`` started), ``not_healed``, ``gave_up``, ``ignored``.
+
+    reset
+        Return the counts and start again from zero.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run k8snode.heal_stats
+        salt-run k8snode.heal_stats reset=True
+    """
+    path = os.path.join(__opts__["cachedir"], "k8snode", "heal-stats.json")
+    if not reset:
+        found = _read_json(path)
+        return {"since": found.get("since"), "counts": found.get("counts", {})}
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with _locked_json(path) as stats:
+        found = dict(stats)
+        stats.clear()
+        stats["since"] = time.time()
+    return {"since": found.get("since"), "counts": found.get("counts", {})}
+
+
+def _event_minion(tag, data):
+    """``salt/beacon/<id>/k8snode/<check>`` -> ``(<id>, <check>)`` (``summary`` for the summary).
+
+    The id in the tag (the minion the event names) and in the data must agree; that
+    they do proves nothing (the sender chose both), it only refuses a malformed event.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"k8snode: beacon event data must be a mapping, not {data!r}")
+    _store("fleet", data.get("id"))  # the id names files: check it first
     parts = (tag or "").split("/", 4)
     if len(parts) != 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "k8snode":
         raise ValueError(f"k8snode: not a k8snode beacon event tag: {tag!r}")
     if parts[2] != data.get("id"):
         raise ValueError(f"k8snode: beacon event {tag!r} carries id {data.get('id')!r}: the ids must agree")
-    return parts[4]
+    return parts[2], parts[4]
+
+
+def _accepted(minion):
+    """Whether the master holds an accepted key for ``minion`` (no memory, no publish
+    for an id that names no minion: a forged event may name any)."""
+    pki = __opts__["cluster_pki_dir"] if __opts__.get("cluster_id") else __opts__["pki_dir"]
+    return os.path.isfile(os.path.join(pki, "minions", minion))
 
 
 def remember(tag=None, data=None):
     """
-    Record a ``k8snode`` beacon event in the master's fleet memory: the host's last
-    known state (from a summary, or from the ``ready`` of a change event) and, for a
-    change, a drift event (time, check, new status). What ``report`` shows for a
-    host that does not answer. Called by the drift reactor.
+    Record a ``k8snode`` beacon event in the master's fleet memory as what it is, a
+    claim: the host's ``last_claim`` (from a summary, or from the ``ready`` of a change
+    event; ``source: beacon claim``) and, for a change, a drift event (time, check, new
+    status). Never the host's ``last_known`` state, which only the minion's own audit
+    returns set (see :func:`report` and :func:`heal`). An id without an accepted key
+    is not recorded. Called by the drift reactor.
 
     CLI Example:
 
@@ -298,84 +308,75 @@ def remember(tag=None, data=None):
         salt-run k8snode.remember tag=salt/beacon/node1/k8snode/summary data='{"id": "node1", "ready": true, "failing": []}'
     """
     data = data or {}
-    minion = data.get("id")
-    _store("fleet", minion)  # the id names files: check it first
-    kind = _event_kind(tag, data)
+    minion, kind = _event_minion(tag, data)
+    if not _accepted(minion):
+        _count({"remember_calls": 1, "skipped:no_key": 1})
+        log.info("k8snode remember: %s has no accepted key: event %s not recorded", minion, kind)
+        return {"minion": minion, "event": kind, "recorded": False, "reason": "no accepted key"}
     now = time.time()
-    ready = data.get("ready")
-    entry = {"status": READY if ready else NOT_READY, "failing": data.get("failing") or []}
-
-    def change(remembered):
-        if kind != "summary":
-            events = remembered.setdefault("drift_events", [])
-            events.append([now, kind, data.get("new_status")])
-            del events[:-MEMORY_EVENTS]
-            entry["failing"] = (remembered.get("last_known") or {}).get("failing", [])
-            if data.get("new_status") == "fail":
-                entry["failing"] = sorted(set(entry["failing"]) | {kind})
-            else:
-                entry["failing"] = [name for name in entry["failing"] if name != kind]
-        if isinstance(ready, bool):
-            _set_last_known(remembered, entry, now, "beacon")
-
-    _update_memory(minion, change)
-    return {"minion": minion, "event": kind}
+    _update_memory(minion, lambda remembered: _fleet.record_claim(remembered, kind, data, now))
+    _count({"remember_calls": 1, "claims_recorded": 1})
+    return {"minion": minion, "event": kind, "recorded": True}
 
 
-def _drift_settings(minion):
-    """The minion's pillar ``k8snode:drift``, compiled now on the master (a pillar
-    change takes effect without waiting for the minion to refresh)."""
+def _cached_pillar(minion):
+    """The minion's pillar from Salt's minion data cache, or None where the master has
+    none younger than ``pillar_cache_ttl``. With ``minion_data_cache`` on (the master's
+    default) Salt 3006 keeps the pillar it last compiled for the minion (at each of the
+    minion's pillar refreshes) in bank ``minions/<id>``, key ``data``, beside its grains;
+    Salt 3008 keeps it in bank ``pillar``, key ``<id>`` (``PillarCache``; not with
+    ``master_async_mworker`` on), as it keeps what :func:`_compile_pillar` compiles."""
+    if not __opts__.get("minion_data_cache"):
+        return None
+    import salt.cache
+    import salt.exceptions
+
+    cache = salt.cache.factory(__opts__)
+    pillarenv = __opts__.get("pillarenv")
+    for bank, key in ((f"minions/{minion}", "data"), ("pillar", f"{minion}:{pillarenv}" if pillarenv else minion)):
+        try:
+            found = cache.fetch(bank, key)
+            pillar = found.get("pillar") if key == "data" and isinstance(found, dict) else found
+            updated = cache.updated(bank, key) if isinstance(pillar, dict) and pillar else None
+        except salt.exceptions.SaltCacheError as exc:
+            log.warning("k8snode heal: Salt's cache of %s unreadable: %s", minion, exc)
+            return None
+        if updated and time.time() - updated <= __opts__.get("pillar_cache_ttl", 3600):
+            return pillar
+    return None
+
+
+def _compile_pillar(minion):
+    """The minion's pillar compiled now on the master (with ``minion_data_cache`` on,
+    Salt 3007 and later keep it in their cache: the next event reads it there)."""
     import salt.pillar
 
     _, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
-    pillar = salt.pillar.get_pillar(__opts__, grains or {}, minion, saltenv=__opts__.get("saltenv")).compile_pillar()
-    drift = (pillar.get("k8snode") or {}).get("drift") or {}
-    return drift if isinstance(drift, dict) else {}
+    return salt.pillar.get_pillar(__opts__, grains or {}, minion, saltenv=__opts__.get("saltenv")).compile_pillar()
 
 
-def _positive(settings, key, default):
-    value = settings.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"k8snode: pillar k8snode:drift:{key}: invalid {value!r}: a number > 0")
-    return value
+def _confirm(minion):
+    """``k8snode.audit`` published to the named minion alone, with the master's ``timeout``:
+    its own fresh return (None without one). The one publish a heal costs."""
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        returned = client.cmd(
+            [minion], "k8snode.audit", tgt_type="list", timeout=__opts__.get("timeout", 5), full_return=True
+        )
+    audit = (returned.get(minion) or {}).get("ret") if isinstance(returned, dict) else None
+    return audit if isinstance(audit, dict) and isinstance(audit.get("checks"), dict) else None
+
+
+def _apply(minion, timeout):
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        returned = client.cmd([minion], "state.apply", ["k8snode"], tgt_type="list", timeout=timeout, full_return=True)
+    ret = (returned.get(minion) or {}).get("ret")
+    states = ret if isinstance(ret, dict) else {}
+    return bool(states) and all(isinstance(s, dict) and s.get("result") is True for s in states.values())
 
 
 def _fire(minion, outcome, data):
     with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=False) as bus:
         bus.fire_event(dict(data, id=minion, outcome=outcome), f"k8snode/heal/{minion}/{outcome}")
-
-
-def _heal_decision(kind, data, settings, history, now):
-    """What to do with one beacon event: ``(outcome, reason)``; pure, for the tests.
-
-    ``history``: the minion's heal log ``{"heals": [times], "gave_up": time}``.
-    Only a check that turned ``fail`` and that a state run can repair is healed, at
-    most ``heal_limit`` times per ``heal_window`` seconds; an event that says ``ok``
-    (including the one a heal causes) never heals.
-    """
-    if kind == "summary" or data.get("new_status") != "fail":
-        return "ignored", "not a check that turned fail"
-    if not settings.get("heal"):
-        return "ignored", "pillar k8snode:drift:heal is not true"
-    if not data.get("fixable") or not kind.startswith(("sysctl:", "module:")):
-        boot_file = data.get("boot_file")
-        if boot_file and boot_file != data.get("managed_file"):
-            return "not_healed", f"{boot_file} wins at boot: reported, not fought"
-        return "not_healed", "a state run cannot repair this check"
-    limit = int(_positive(settings, "heal_limit", HEAL_LIMIT))
-    window = _positive(settings, "heal_window", HEAL_WINDOW)
-    recent = [stamp for stamp in history.get("heals", []) if stamp > now - window]
-    history["heals"] = recent
-    cooldown = _positive(settings, "heal_cooldown", HEAL_COOLDOWN)
-    if recent and now - recent[-1] < cooldown:
-        return "ignored", "a heal ran moments ago"
-    if len(recent) >= limit:
-        if history.get("gave_up", 0) > now - window:
-            return "ignored", "gave up already"
-        history["gave_up"] = now
-        return "gave_up", f"healed {len(recent)} times in {window} s (heal_limit {limit})"
-    recent.append(now)
-    return "heal", f"heal {len(recent)} of {limit} in {window} s"
 
 
 def heal(tag=None, data=None, timeout=300):
@@ -385,9 +386,23 @@ def heal(tag=None, data=None, timeout=300):
     ``k8snode:drift:heal`` is true, only for a check a state run can repair (not a
     file of someone else's that wins at boot, not a module the kernel lacks), at
     most ``heal_limit`` times (default 3) per ``heal_window`` seconds (default 3600)
-    per minion. Fires ``k8snode/heal/<id>/applied`` (with the state result),
+    per minion, never within ``heal_cooldown`` seconds (default 30) of the last heal.
+
+    The event is a claim (any minion can send one naming another): before it acts,
+    the runner publishes ``k8snode.audit`` to the named minion alone and goes on only
+    if that fresh return says the check fails (its ``live``, ``boot``, ``boot_file``
+    and ``detail`` replace the event's); otherwise it fires
+    ``k8snode/heal/<id>/not_confirmed``. Cheap first: what needs no pillar and no
+    publish (not a failure, no accepted key, the claim another runner holds on this
+    minion, no answer to a confirmation moments ago, the cooldown and "gave up" of the
+    last decision) is decided from the heal
+    log; then the settings come from Salt's cached pillar, and the pillar is compiled
+    only when Salt has none cached, after the minion confirmed. One heal per minion at
+    a time: the runner that goes on holds a claim in the minion's heal log (taken
+    under the log's lock, expiring after the master's ``timeout`` plus ``timeout``).
+    Fires ``k8snode/heal/<id>/applied`` (with the state result),
     ``k8snode/heal/<id>/not_healed`` (with the reason) or, once per window,
-    ``k8snode/heal/<id>/gave_up``. Called by the drift reactor.
+    ``k8snode/heal/<id>/gave_up``. Counts: :func:`heal_stats`. Called by the drift reactor.
 
     CLI Example:
 
@@ -396,22 +411,82 @@ def heal(tag=None, data=None, timeout=300):
         salt-run k8snode.heal tag=salt/beacon/node1/k8snode/sysctl:net.ipv4.ip_forward data='{"id": "node1", ...}'
     """
     data = data or {}
-    minion = data.get("id")
-    _store("heal", minion)  # the id names files: check it first
-    kind = _event_kind(tag, data)
-    settings = _drift_settings(minion) if data.get("new_status") == "fail" else {}
+    minion, kind = _event_minion(tag, data)
+    counts = collections.Counter(heal_calls=1)
+    try:
+        result = _heal(minion, kind, data, timeout, counts)
+    finally:
+        _count(counts)
+    log.info("k8snode heal %s on %s: %s (%s)", result["outcome"], minion, kind, result["reason"])
+    return result
+
+
+def _skip(minion, counts, key, reason):
+    counts[f"skipped:{key}"] += 1
+    return {"minion": minion, "outcome": "ignored", "reason": reason}
+
+
+def _heal(minion, kind, data, timeout, counts):
+    if kind == "summary" or data.get("new_status") != "fail":
+        return _skip(minion, counts, "not_fail", "not a check that turned fail")
+    if not _accepted(minion):
+        return _skip(minion, counts, "no_key", f"{minion} has no accepted key")
+    now = time.time()
+    store = _store("heal", minion)
+    gate = _fleet.gate(_read_json(store), now)
+    if gate:
+        return _skip(minion, counts, *gate)
+    cached = _cached_pillar(minion)
+    settings = None if cached is None else _fleet.drift_settings(cached)
+    if cached is not None:
+        counts["pillar_cache_reads"] += 1
+    if settings is not None and not settings.get("heal"):
+        return _skip(minion, counts, "heal_off", "pillar k8snode:drift:heal is not true")
+    token = os.urandom(8).hex()
+    with _locked_json(store) as history:
+        gate = _fleet.gate(history, now)
+        if not gate:
+            history["claim"] = {"token": token, "until": now + __opts__.get("timeout", 5) + timeout}
+    if gate:
+        return _skip(minion, counts, *gate)
+    try:
+        return _confirmed_heal(minion, kind, data, settings, timeout, counts)
+    finally:
+        with _locked_json(store) as history:
+            if (history.get("claim") or {}).get("token") == token:
+                del history["claim"]
+
+
+def _confirmed_heal(minion, kind, data, settings, timeout, counts):
+    counts["confirmations"] += 1
+    audit = _confirm(minion)
+    check = (audit or {}).get("checks", {}).get(kind)
+    if not isinstance(check, dict) or check.get("status") != "fail":
+        counts["not_confirmed"] += 1
+        if audit is None:
+            with _locked_json(_store("heal", minion)) as history:
+                history["silent"] = time.time()
+        said = "did not answer k8snode.audit" if audit is None else f"says {kind} is {(check or {}).get('status')}"
+        reason = f"not confirmed: {minion} {said}"
+        _fire(minion, "not_confirmed", {"check": kind, "reason": reason})
+        return {"minion": minion, "outcome": "not_confirmed", "reason": reason}
+    counts["confirmed"] += 1
+    now = time.time()
+    entry = _fleet.host_entry({"ret": audit})
+    _update_memory(minion, lambda remembered: _fleet.set_last_known(remembered, entry, now, _fleet.CONFIRMED))
+    facts = dict(data, new_status="fail", **{key: check.get(key) for key in ("live", "boot", "boot_file", "detail")})
+    if settings is None:
+        counts["pillar_compiles"] += 1
+        settings = _fleet.drift_settings(_compile_pillar(minion))
     with _locked_json(_store("heal", minion)) as history:
-        outcome, reason = _heal_decision(kind, data, settings, history, time.time())
-    about = {"check": kind, "reason": reason, "boot_file": data.get("boot_file"), "detail": data.get("detail")}
-    if outcome in ("not_healed", "gave_up"):
-        _fire(minion, outcome, about)
+        outcome, reason = _fleet.heal_decision(kind, facts, settings, history, now)
+    about = {"check": kind, "reason": reason, "boot_file": facts["boot_file"], "detail": facts["detail"]}
     if outcome != "heal":
-        log.info("k8snode heal %s on %s: %s (%s)", outcome, minion, kind, reason)
+        counts[outcome] += 1
+        if outcome in ("not_healed", "gave_up"):
+            _fire(minion, outcome, about)
         return {"minion": minion, "outcome": outcome, "reason": reason}
-    with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        returned = client.cmd(minion, "state.apply", ["k8snode"], timeout=timeout, full_return=True)
-    ret = (returned.get(minion) or {}).get("ret")
-    states = ret if isinstance(ret, dict) else {}
-    result = bool(states) and all(isinstance(s, dict) and s.get("result") is True for s in states.values())
+    counts["heals"] += 1
+    result = _apply(minion, timeout)
     _fire(minion, "applied", dict(about, result=result))
     return {"minion": minion, "outcome": "applied", "reason": reason, "result": result}

@@ -1,8 +1,10 @@
 {#- A k8snode beacon event (salt/beacon/<id>/k8snode/<check> or .../summary):
-    remember it for the fleet report, and for a check that turned fail, let the
-    heal runner decide (pillar k8snode:drift:heal, what a state run can repair,
-    heal_limit per heal_window). "ok again" and summary events never heal: a
-    heal's own changes cannot start another heal. Wired by salt/reactor/master.conf. #}
+    remember it for the fleet report (as a claim: any minion can send an event
+    naming another), and for a check that turned fail, let the heal runner decide
+    (pillar k8snode:drift:heal, what a state run can repair, heal_limit per
+    heal_window, and the named minion's own fresh audit confirming the failure).
+    "ok again" and summary events never heal: a heal's own changes cannot start
+    another heal. Counts: salt-run k8snode.heal_stats. Wired by salt/reactor/master.conf. #}
 {%- set kind = tag.split('/')[-1] %}
 k8snode remember {{ kind }}:
   runner.k8snode.remember:

@@ -178,19 +178,19 @@ def test_the_runner_summary_lists_silent_hosts_and_sets_the_exit_code():
         "b": {"ret": _audit(False), "retcode": 0},
         "c": {"ret": "'k8snode.audit' is not available.", "retcode": 254},
     }
-    report = runner._summarize(answers, {"a", "b", "c", "ghost"})
+    report = runner._fleet.summarize(answers, {"a", "b", "c", "ghost"})
     assert report["hosts"]["ghost"]["status"] == "no answer"
     assert report["hosts"]["c"]["status"] == "error"
     assert report["counts"] == {"ready": 1, "not ready": 1, "no answer": 1, "error": 1}
     assert report["common_failures"] == [["sysctl:net.ipv4.ip_forward", 1]]
     assert report["retcode"] == 1
-    everyone_ready = runner._summarize({"a": {"ret": _audit(True)}}, {"a"})
+    everyone_ready = runner._fleet.summarize({"a": {"ret": _audit(True)}}, {"a"})
     assert everyone_ready["retcode"] == 0
     assert everyone_ready["ready"] is True
 
 
 def test_the_outputter_renders_the_fleet_report(minion_opts):
-    report = runner._summarize({"a": {"ret": _audit(False)}}, {"a", "ghost"})
+    report = runner._fleet.summarize({"a": {"ret": _audit(False)}}, {"a", "ghost"})
     text = salt.output.out_format(report, "k8snode", minion_opts)
     assert "ghost" in text
     assert "no answer" in text

@@ -276,15 +276,21 @@ def test_a_real_prometheus_fires_and_resolves_the_alerts(drift_master, bus, watc
 
 
 def test_a_silent_host_shows_its_last_known_state(drift_master, watched):
+    """What the host itself returned is its last known state; the beacon's events are
+    claims (any minion could have sent them), counted as drift and kept apart."""
     minion, _ = watched
-    # The drift reactor remembered the beacon's last events (ready, just above).
+    report = drift_master.salt_run_cli(timeout=120)
+    answered = report.run("k8snode.report", f"tgt={minion.id}", "timeout=30")
+    assert answered.data["hosts"][minion.id]["status"] == "ready", answered
     minion.terminate()
-    result = drift_master.salt_run_cli(timeout=120).run("k8snode.report", f"tgt={minion.id}", "timeout=5")
+    result = report.run("k8snode.report", f"tgt={minion.id}", "timeout=5")
     host = result.data["hosts"][minion.id]
     assert host["status"] == "no answer", host
-    assert host["last_known"]["status"] == "ready"
+    assert (host["last_known"]["status"], host["last_known"]["source"]) == ("ready", "audit return")
     assert 0 <= host["last_known"]["age_seconds"] < 120
-    assert host["detail"] == f"no answer, last known: ready, {host['last_known']['age_seconds']} s ago"
+    assert "last_claim" not in host  # the beacon's last claim (ready) is older than the answer
+    age = host["last_known"]["age_seconds"]
+    assert host["detail"] == f"no answer, last known: ready, {age} s ago (audit return)"
     # Four status changes in each of the two tests before this one.
     assert host["drift_events"] == 8
 

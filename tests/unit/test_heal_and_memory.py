@@ -4,6 +4,7 @@ import types
 
 import pytest
 
+from _runners import _k8snode_fleet as fleet
 from _runners import k8snode as runner
 
 TAG = "salt/beacon/node1/k8snode/sysctl:net.ipv4.ip_forward"
@@ -27,12 +28,16 @@ def _event(**changes):
 
 @pytest.fixture
 def master_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "__opts__", {"cachedir": str(tmp_path)}, raising=False)
+    """A master's cachedir, and its pki_dir with node1's accepted key."""
+    (tmp_path / "pki" / "minions").mkdir(parents=True)
+    (tmp_path / "pki" / "minions" / "node1").write_text("a public key")
+    opts = {"cachedir": str(tmp_path), "pki_dir": str(tmp_path / "pki"), "timeout": 5}
+    monkeypatch.setattr(runner, "__opts__", opts, raising=False)
     return tmp_path
 
 
 def decide(data, settings, history, now=10_000.0, kind="sysctl:net.ipv4.ip_forward"):
-    return runner._heal_decision(kind, data, settings, history, now)
+    return fleet.heal_decision(kind, data, settings, history, now)
 
 
 def test_a_fixable_failure_is_healed_when_the_pillar_says_so():
@@ -85,28 +90,60 @@ def test_a_bad_limit_is_named(bad):
         decide(_event(), {"heal": True, "heal_limit": bad}, {})
 
 
-def test_remember_keeps_last_known_and_counts_drift(master_cache, monkeypatch):
-    clock = iter([1000.0, 1010.0, 1020.0])
-    monkeypatch.setattr(runner, "time", types.SimpleNamespace(time=lambda: next(clock)))
+def test_remember_keeps_a_claim_never_the_last_known_state(master_cache, monkeypatch):
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(runner, "time", types.SimpleNamespace(time=lambda: clock.now))
     runner.remember("salt/beacon/node1/k8snode/summary", {"id": "node1", "ready": True, "failing": []})
+    clock.now = 1010.0
     runner.remember(TAG, _event())
+    assert runner._read_memory("node1")["last_claim"]["failing"] == ["sysctl:net.ipv4.ip_forward"]
+    clock.now = 1020.0
     runner.remember(TAG, _event(old_status="fail", new_status="ok", ready=True))
     remembered = runner._read_memory("node1")
-    assert remembered["last_known"] == {"status": "ready", "failing": [], "time": 1020.0, "source": "beacon"}
+    assert "last_known" not in remembered
+    assert remembered["last_claim"] == {"status": "ready", "failing": [], "time": 1020.0, "source": "beacon claim"}
     assert [event[1:] for event in remembered["drift_events"]] == [
         ["sysctl:net.ipv4.ip_forward", "fail"],
         ["sysctl:net.ipv4.ip_forward", "ok"],
     ]
-    report = runner._summarize({}, {"node1"}, {"node1": remembered}, now=1062.0, window=3600)
+    report = fleet.summarize({}, {"node1"}, {"node1": remembered}, now=1062.0, window=3600)
     host = report["hosts"]["node1"]
     assert host["status"] == "no answer"
-    assert host["last_known"]["age_seconds"] == 42
-    assert host["detail"] == "no answer, last known: ready, 42 s ago"
+    assert "last_known" not in host
+    assert host["last_claim"]["age_seconds"] == 42
+    assert host["detail"] == "no answer, beacon claim (unconfirmed): ready, 42 s ago"
     assert host["drift_events"] == 2
     assert (
-        runner._summarize({}, {"node1"}, {"node1": remembered}, now=5000.0, window=60)["hosts"]["node1"]["drift_events"]
+        fleet.summarize({}, {"node1"}, {"node1": remembered}, now=5000.0, window=60)["hosts"]["node1"]["drift_events"]
         == 0
     )
+
+
+def test_the_report_names_where_each_state_came_from():
+    known = {"status": "ready", "failing": [], "time": 1000.0, "source": "audit return"}
+    claim = {"status": "not ready", "failing": ["swap"], "time": 1050.0, "source": "beacon claim"}
+    host = fleet.summarize({}, {"n"}, {"n": {"last_known": known, "last_claim": claim}}, now=1060.0)["hosts"]["n"]
+    assert host["last_known"]["source"] == "audit return" and host["last_claim"]["source"] == "beacon claim"
+    assert host["detail"] == (
+        "no answer, last known: ready, 60 s ago (audit return); beacon claim (unconfirmed): not ready, 10 s ago"
+    )
+    # A claim older than what the minion returned is not shown.
+    older = dict(claim, time=900.0)
+    host = fleet.summarize({}, {"n"}, {"n": {"last_known": known, "last_claim": older}}, now=1060.0)["hosts"]["n"]
+    assert "last_claim" not in host and host["detail"] == "no answer, last known: ready, 60 s ago (audit return)"
+    # Memory written before: "beacon" was a claim, "report" an audit return.
+    legacy = fleet.summarize({}, {"n"}, {"n": {"last_known": dict(known, source="beacon")}}, now=1060.0)
+    assert "last_known" not in legacy["hosts"]["n"]
+    assert legacy["hosts"]["n"]["last_claim"]["source"] == "beacon claim"
+    legacy = fleet.summarize({}, {"n"}, {"n": {"last_known": dict(known, source="report")}}, now=1060.0)
+    assert legacy["hosts"]["n"]["last_known"]["source"] == "audit return"
+
+
+def test_an_id_without_an_accepted_key_is_not_remembered(master_cache):
+    result = runner.remember("salt/beacon/ghost/k8snode/summary", {"id": "ghost", "ready": False})
+    assert result["recorded"] is False
+    assert not (master_cache / "k8snode" / "fleet" / "ghost.json").exists()
+    assert runner.heal_stats()["counts"] == {"remember_calls": 1, "skipped:no_key": 1}
 
 
 @pytest.mark.parametrize("bad", ["../etc/passwd", "a/b", "", None, ".hidden"])
