@@ -15,10 +15,18 @@ networkd's drop-in, which the audit calls pending until networkd starts again; a
 boot the route stays. Then a rule in each iptables backend: the audit reads both (the
 legacy tables' file and nf_tables' netlink dump) and says so, and one backend once the
 other's table is gone.
+
+Issue 21 last, on the guest's own kernel and systemd-sysctl: the boot model against them
+for the ``vm.*``, ``fs.*`` and ``kernel.*`` keys no container may write (200 generated
+trees and 8 named ones, tests/support/vm_sysctl_oracle.py).
 """
+
+import time
 
 import pytest
 
+from tests.support import vm_sysctl_oracle
+from tests.support.sysctl_oracle import drawn
 from tests.support.vm_checks import (
     MODULES_FILE,
     PLUGIN_ROUTE_SCRIPT,
@@ -45,7 +53,9 @@ NETWORKD_DROP_IN = "/etc/systemd/networkd.conf.d/90-k8snode-foreign.conf"
 ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "nf_tables")
 
 
-def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master, fresh_vm, start_next_vm):
+def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(
+    salt_master, fresh_vm, start_next_vm, api, record_property
+):
     """The cut is real enough to lose data, so this test can fail.
 
     Right after the apply returns, in the very call that precedes the cut, a file of the
@@ -113,6 +123,7 @@ def test_a_power_cut_right_after_apply_keeps_the_managed_files_whole(salt_master
     assert check["containerd"] and not check["containerd"].startswith("1.6."), check
     assert node.sh(PLUGIN_ROUTE_SCRIPT).strip() == "route kept"
     _two_iptables_backends(salt_master, node)
+    _non_net_keys_agree_with_the_guests_kernel(node, api, record_property)
 
 
 def _two_iptables_backends(salt_master, node):
@@ -123,3 +134,51 @@ def _two_iptables_backends(salt_master, node):
     node.sh("nft delete table ip filter")
     check = audit(salt_master, node, **SETTINGS)["checks"]["iptables_backends"]
     assert (check["status"], check["nf_tables"]) == ("ok", []), check
+
+
+# Issue 21 on the guest's own kernel (6.12) and systemd-sysctl (257): the vm.*, fs.* and
+# kernel.* keys no container may write. Each named tree's value is worked out from the
+# kernel source (the handler in sysctl_kernel.KERNEL_HANDLERS' row), not from the model.
+NAMED_TREES = {
+    # proc_dointvec_minmax: "0x" and a hex digit is base 16.
+    "hex": ("vm.max_map_count = 0x40000", "vm/max_map_count", "262144"),
+    # a leading 0 is base 8: 0400000 is 131072.
+    "octal": ("vm.max_map_count = 0400000", "vm/max_map_count", "131072"),
+    # overcommit_policy_handler: SYSCTL_ZERO .. SYSCTL_TWO; 3 refused, the sentinel stays.
+    "above_max": ("vm.overcommit_memory = 3", "vm/overcommit_memory", "0"),
+    # proc_doulongvec_minmax: "if (neg) continue" skips the element: nothing stored.
+    "sign_for_unsigned_long": ("fs.inotify.max_user_watches = -1", "fs/inotify/max_user_watches", "8193"),
+    # proc_dointvec: one element; the space ends the number, "# why" is never read.
+    "inline_comment": ("kernel.panic = 10 # why", "kernel/panic", "10"),
+    # key_sysctls: SYSCTL_ONE .. SYSCTL_INT_MAX; 0 refused.
+    "below_min": ("kernel.keys.root_maxkeys = 0", "kernel/keys/root_maxkeys", "1000001"),
+    # proc_wspace_sep: only space, tab and newline may follow; U+00A0 (c2 a0) refused.
+    "nbsp_after": ("kernel.panic_on_oops = 1\xa0", "kernel/panic_on_oops", "0"),
+    # vm.swappiness: SYSCTL_ZERO .. SYSCTL_TWO_HUNDRED.
+    "above_two_hundred": ("vm.swappiness = 201", "vm/swappiness", "59"),
+}
+GENERATED_TREES = 200
+GUEST_BATCH = 50
+
+
+def _non_net_keys_agree_with_the_guests_kernel(node, api, record_property):
+    # Every non-net key a profile or extra requires is among those compared.
+    assert set(vm_sysctl_oracle.REQUIRED) <= set(vm_sysctl_oracle.KEYS)
+    version = int(node.sh("systemctl --version").split()[1])
+    named = [{"files": {"/etc/sysctl.d/50-named.conf": {"text": line + "\n"}}} for line, _, _ in NAMED_TREES.values()]
+    generated = drawn(vm_sysctl_oracle.trees(), GENERATED_TREES)
+    trees = named + generated
+    started = time.monotonic()
+    observed = []
+    for start in range(0, len(trees), GUEST_BATCH):
+        observed += vm_sysctl_oracle.run_in_guest(node, trees[start : start + GUEST_BATCH])
+    record_property("vm_sysctl_oracle_seconds", round(time.monotonic() - started, 1))
+    for (name, (line, key, expected)), seen in zip(NAMED_TREES.items(), observed):
+        assert seen["after"][key] == expected, f"{name}: {line!r} left {key} = {seen['after'][key]!r} in the guest"
+    mismatches = []
+    for tree, seen in zip(trees, observed):
+        found = vm_sysctl_oracle.disagreements(api, tree, seen, version)
+        if found:
+            mismatches.append((tree["files"], found, seen["log"]))
+    record_property("vm_sysctl_oracle_trees", len(trees))
+    assert not mismatches, f"{len(mismatches)} of {len(trees)} trees disagree; the first: {mismatches[0]}"
