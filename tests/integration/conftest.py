@@ -24,6 +24,7 @@ Fixtures (see tests/support/harness.py for the helpers they use):
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import secrets
@@ -174,6 +175,15 @@ def _container_minion(master, network, image: str, mid: str, overrides=None):
     )
 
 
+def start_side_by_side(factories) -> None:
+    """Start container minions at once: each start is a container start, then the
+    minion's own start up to its authentication and start event (waiting, mostly)."""
+    factories = list(factories)
+    with concurrent.futures.ThreadPoolExecutor(len(factories)) as pool:
+        for factory, running in zip(factories, pool.map(lambda factory: factory.start(), factories)):
+            assert running, f"{factory.id} did not start"
+
+
 def _sync_all(master, ids) -> dict:
     return salt_run(master, "saltutil.sync_all", tgt=list(ids), tgt_type="list")
 
@@ -181,12 +191,12 @@ def _sync_all(master, ids) -> dict:
 @pytest.fixture(scope="session")
 def minions(salt_master, test_network, minion_images):
     """``{release: started container minion}``, synced through the master."""
-    started = {}
+    started = {
+        release: _container_minion(salt_master, test_network, minion_images[release], minion_id(release))
+        for release in RELEASES
+    }
     try:
-        for release in RELEASES:
-            minion = _container_minion(salt_master, test_network, minion_images[release], minion_id(release))
-            minion.start()
-            started[release] = minion
+        start_side_by_side(started.values())
         _sync_all(salt_master, [m.id for m in started.values()])
         yield started
     finally:

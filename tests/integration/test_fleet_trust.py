@@ -19,7 +19,7 @@ import pytest
 import salt.utils.event
 import yaml
 
-from tests.integration.conftest import MASTER_START_TIMEOUT, _container_minion
+from tests.integration.conftest import MASTER_START_TIMEOUT, _container_minion, start_side_by_side
 from tests.support import harness, nodes
 from tests.support.harness import REPO_ROOT, salt_run
 
@@ -57,12 +57,12 @@ def trust_master(salt_factories, test_network, extension_root, tmp_path_factory)
 
 @pytest.fixture(scope="module")
 def two_minions(trust_master, test_network, minion_images):
-    started = []
+    started = [
+        _container_minion(trust_master, test_network, minion_images[release], mid)
+        for mid, release in ((SENDER_ID, "bookworm"), (VICTIM_ID, "trixie"))
+    ]
     try:
-        for mid, release in ((SENDER_ID, "bookworm"), (VICTIM_ID, "trixie")):
-            minion = _container_minion(trust_master, test_network, minion_images[release], mid)
-            minion.start()
-            started.append(minion)
+        start_side_by_side(started)
         salt_run(trust_master, "saltutil.sync_all", tgt=[VICTIM_ID], tgt_type="list")
         yield tuple(started)
     finally:
