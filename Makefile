@@ -40,3 +40,4 @@ docs: setup
 bench: setup images
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/drift.py
+	$(PYTHON) bench/fleet_memory.py

@@ -13,7 +13,7 @@ import salt.utils.color
 __virtualname__ = "k8snode"
 
 _MARKS = {"ok": "ok  ", "fail": "FAIL", "warn": "warn"}
-_HOST_COLORS = {"ready": "GREEN", "not ready": "RED", "no answer": "YELLOW", "error": "RED"}
+_HOST_COLORS = {"ready": "GREEN", "not ready": "RED", "no answer": "YELLOW", "error": "RED", "unknown": "YELLOW"}
 _CHECK_COLORS = {"ok": "GREEN", "fail": "RED", "warn": "YELLOW"}
 
 
@@ -72,6 +72,12 @@ def _render_report(report, colors):
     counts = report["counts"]
     lines.append("")
     lines.append("fleet: " + ", ".join(f"{count} {status}" for status, count in counts.items() if count))
+    if report.get("from_memory"):
+        ages = [host["last_known"]["age_seconds"] for host in hosts.values() if "last_known" in host]
+        oldest = f", the oldest {max(ages)} s ago" if ages else ""
+        lines.append(
+            f"from the fleet memory, nothing published: each host's last audit return{oldest} (ages: --out=json)"
+        )
     if report["common_failures"]:
         lines.append("most common failures:")
         lines.extend(f"  {count:>4} x {name}" for name, count in report["common_failures"])

@@ -1,7 +1,8 @@
 """
-The runner's pure half: the fleet report's aggregation, the fleet memory's records, and
-the heal decisions. Nothing here reads a dunder, a file or Salt: the runner (``k8snode.py``
-beside it) passes in what it read, so the unit tests call these directly.
+The runner's pure half: the fleet report's aggregation (live and from memory), its
+batches, the fleet memory's records and which of them to forget, and the heal decisions.
+Nothing here reads a dunder, a file or Salt: the runner (``k8snode.py`` beside it) passes
+in what it read, so the unit tests call these directly.
 
 Salt's loader skips a module whose name starts with ``_`` (no ``salt-run`` function comes
 from here); ``saltutil.sync_runners`` and ``pip install`` ship it beside the runner, which
@@ -9,6 +10,7 @@ imports it by path.
 """
 
 import collections
+import re
 import time
 
 #: Seconds of drift events the report counts by default.
@@ -21,11 +23,20 @@ HEAL_WINDOW = 3600
 HEAL_COOLDOWN = 30
 #: Drift events kept per minion (the oldest go first).
 MEMORY_EVENTS = 1000
+#: A minion's fleet memory and heal log not written for this many seconds are removed
+#: after a report (master opt ``k8snode_memory_max_age``; 0: never by age). Thirty days:
+#: far longer than any heal window, short enough that a host gone for a month reads
+#: ``unknown`` in a report from memory rather than a state of last month.
+MEMORY_MAX_AGE = 30 * 86400
 
 NO_ANSWER = "no answer"
 READY = "ready"
 NOT_READY = "not ready"
 ERROR = "error"
+#: A report from memory: no audit return from the host is remembered.
+UNKNOWN = "unknown"
+LIVE_STATUSES = (READY, NOT_READY, NO_ANSWER, ERROR)
+MEMORY_STATUSES = (READY, NOT_READY, UNKNOWN)
 #: Where a remembered state came from (``source``).
 AUDIT_RETURN = "audit return"
 CONFIRMED = "confirmed"
@@ -66,11 +77,16 @@ def known_and_claimed(remembered, now):
     return aged(known, now), aged(claim, now)
 
 
-def silent_detail(known, claim):
+def memory_detail(known, claim):
+    """What the memory says of a host, in words: its last known state and a newer claim."""
     parts = [f"last known: {known['status']}, {known['age_seconds']} s ago ({known['source']})"] if known else []
     if claim:
         parts.append(f"{BEACON_CLAIM} (unconfirmed): {claim['status']}, {claim['age_seconds']} s ago")
-    return "no answer, " + "; ".join(parts)
+    return "; ".join(parts)
+
+
+def silent_detail(known, claim):
+    return "no answer, " + memory_detail(known, claim)
 
 
 def summarize(answers, expected, memory=None, now=None, window=DRIFT_WINDOW):
@@ -90,6 +106,43 @@ def summarize(answers, expected, memory=None, now=None, window=DRIFT_WINDOW):
         hosts[minion].update({key: value for key, value in (("last_known", known), ("last_claim", claim)) if value})
         if known or claim:
             hosts[minion]["detail"] = silent_detail(known, claim)
+    return tally(hosts, LIVE_STATUSES, memory, now, window, from_memory=False)
+
+
+def remembered_host(remembered, now):
+    """One host of a report from memory: the state the minion itself last returned (an
+    audit return or a confirmation) as its status, ``unknown`` without one; a newer
+    beacon claim is shown apart (``last_claim``) and never decides the status."""
+    known, claim = known_and_claimed(remembered, now)
+    if known:
+        details = known.get("failing_detail") or {}
+        failing = {name: details.get(name, "failing (no detail remembered)") for name in known["failing"]}
+        host = {"status": known["status"], "failing": failing, "lost_at_reboot": known.get("lost_at_reboot", [])}
+        host["detail"] = memory_detail(known, claim)
+    else:
+        host = {"status": UNKNOWN, "failing": {}, "lost_at_reboot": []}
+        host["detail"] = "unknown: no audit return from this host remembered"
+        if claim:
+            host["detail"] += "; " + memory_detail(None, claim)
+    host.update({key: value for key, value in (("last_known", known), ("last_claim", claim)) if value})
+    return host
+
+
+def summarize_memory(expected, memory, now=None, window=DRIFT_WINDOW):
+    """
+    The fleet report from the master's fleet memory alone (``{id: remembered}``), for
+    the ids that were targeted: each host as :func:`remembered_host` says, counted,
+    its failures ranked and the exit code set by the live report's rules (0 only when
+    every host is ``ready``: an ``unknown`` host is not).
+    """
+    now = time.time() if now is None else now
+    hosts = {minion: remembered_host(memory.get(minion) or {}, now) for minion in expected}
+    return tally(hosts, MEMORY_STATUSES, memory, now, window, from_memory=True)
+
+
+def tally(hosts, statuses, memory, now, window, from_memory):
+    """The report around its hosts: drift events within ``window``, counts per status,
+    the most common failures, and the exit code (0 only when every host is ready)."""
     since = now - window
     for minion, host in hosts.items():
         host["drift_events"] = sum(1 for stamp in memory.get(minion, {}).get("drift_events", ()) if stamp[0] >= since)
@@ -99,7 +152,8 @@ def summarize(answers, expected, memory=None, now=None, window=DRIFT_WINDOW):
     return {
         "ready": all_ready,
         "retcode": 0 if all_ready else 1,
-        "counts": {status: counts[status] for status in (READY, NOT_READY, NO_ANSWER, ERROR)},
+        "from_memory": from_memory,
+        "counts": {status: counts[status] for status in statuses},
         "common_failures": [
             [name, count] for name, count in sorted(failures.items(), key=lambda item: (-item[1], item[0]))
         ],
@@ -113,6 +167,9 @@ def set_last_known(remembered, entry, when, source):
         remembered["last_known"] = {
             "status": entry["status"],
             "failing": sorted(entry["failing"]),
+            # Kept for a report from memory, which has no fresh answer to take them from.
+            "failing_detail": dict(entry["failing"]),
+            "lost_at_reboot": list(entry.get("lost_at_reboot", [])),
             "time": when,
             "source": source,
         }
@@ -201,3 +258,74 @@ def record_claim(remembered, kind, data, now):
     if isinstance(data.get("ready"), bool):
         status = READY if data["ready"] else NOT_READY
         remembered["last_claim"] = {"status": status, "failing": sorted(failing), "time": now, "source": BEACON_CLAIM}
+
+
+def report_batch(from_memory, batch, audit_kwargs):
+    """The batch size the report's arguments ask for (None: one publish), all of them
+    checked together before anything is published. ``from_memory`` publishes nothing,
+    so a batch or arguments for ``k8snode.audit`` with it are a mistake to name, not to
+    ignore."""
+    if from_memory is not False and from_memory is not True:
+        raise ValueError(f"k8snode.report: from_memory: invalid {from_memory!r}: True or False")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0):
+        raise ValueError(f"k8snode.report: batch: invalid {batch!r}: a whole number of minions > 0, e.g. batch=500")
+    if from_memory and (batch is not None or audit_kwargs):
+        given = ["batch"] * (batch is not None) + sorted(audit_kwargs)
+        raise ValueError(f"k8snode.report: from_memory=True publishes nothing: {', '.join(given)} cannot apply")
+    return batch
+
+
+def batches(minions, size):
+    """The minions in sorted order, ``size`` at a time: one publish each."""
+    ordered = sorted(minions)
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def memory_max_age(value, name):
+    """Seconds after which unwritten memory is removed, or None for never (0 or False);
+    ``name`` says where the value was set, for the error."""
+    if value is False or (not isinstance(value, bool) and value == 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            f"k8snode: {name}: invalid {value!r}: seconds > 0, or 0 to remove only the memory of deleted keys"
+        )
+    return value
+
+
+#: ``<id>.json`` and what its writers leave beside it: ``<id>.json.lock`` (the flock),
+#: ``<id>.json.tmp-<pid>`` (a write a dead process did not finish).
+_MEMORY_FILE = re.compile(r"^(?P<minion>.+)\.json(?:\.lock|\.tmp-\d+)?$")
+
+
+def memory_owner(name):
+    """The minion a file of ``<cachedir>/k8snode/fleet`` or ``heal`` belongs to, or None
+    for a name its writers never make (such a file is never removed)."""
+    found = _MEMORY_FILE.match(name)
+    return found["minion"] if found else None
+
+
+#: Why a minion's memory is removed.
+NO_KEY = "no accepted key"
+TOO_OLD = "not written for memory_max_age"
+
+
+def memory_to_forget(written, accepted, now, max_age):
+    """
+    Whose memory to remove, and why: ``{id: NO_KEY or TOO_OLD}``.
+
+    written
+        ``{id: time its <id>.json was last written}`` (0 when there is none).
+    accepted
+        The ids with an accepted key, or None when the keys could not be listed (then
+        no memory is removed for want of a key).
+    max_age
+        Seconds (see :func:`memory_max_age`), or None: never by age.
+    """
+    forget = {}
+    for minion, when in written.items():
+        if accepted is not None and minion not in accepted:
+            forget[minion] = NO_KEY
+        elif max_age is not None and now - when > max_age:
+            forget[minion] = TOO_OLD
+    return forget

@@ -6,6 +6,8 @@ Fleet readiness: which hosts are correct Kubernetes nodes, and why not.
     salt-run k8snode.report                 # every minion
     salt-run k8snode.report tgt='G@roles:kubernetes-node' tgt_type=compound
     salt-run k8snode.report --out=json      # the same data for scripts
+    salt-run k8snode.report batch=500       # the same report, 500 minions per publish
+    salt-run k8snode.report from_memory=True   # no publish: the fleet memory, with ages
 
 ``salt-run`` exits non-zero when any targeted host is not ready or did not
 answer.
@@ -113,7 +115,16 @@ def _expected_minions(tgt, tgt_type):
     return set(found.get("minions", [])) | set(found.get("missing", []))
 
 
-def report(tgt="*", tgt_type="glob", timeout=None, window=_fleet.DRIFT_WINDOW, **audit_kwargs):
+def report(
+    tgt="*",
+    tgt_type="glob",
+    timeout=None,
+    window=_fleet.DRIFT_WINDOW,
+    from_memory=False,
+    batch=None,
+    memory_max_age=None,
+    **audit_kwargs,
+):
     """
     Audit the targeted minions and report, per host, ready / not ready / no
     answer with the failing checks, and the most common failures across the
@@ -126,14 +137,32 @@ def report(tgt="*", tgt_type="glob", timeout=None, window=_fleet.DRIFT_WINDOW, *
     one naming another) is newer; every host ``drift_events``: the beacon's claimed
     status changes within ``window``.
 
+    After the report, the fleet memory and heal log of every id without an accepted
+    key are removed, and those not written for ``memory_max_age`` seconds.
+
     tgt, tgt_type
         Any Salt target (``glob``, ``list``, ``grain``, ``compound``, ...).
     timeout
-        Seconds to wait for answers (default: the master's ``timeout``).
+        Seconds to wait for answers (default: the master's ``timeout``), per batch.
     window
         Seconds of drift events to count (default 86400, one day).
+    from_memory
+        ``True``: publish nothing; answer from the master's fleet memory. Each
+        targeted host's status is its ``last_known`` state (what it last returned to
+        a report or a heal's confirmation, with ``age_seconds`` and ``source``), or
+        ``unknown`` when none is remembered; a newer beacon claim is shown apart
+        (``last_claim``), never as the status. Counts, common failures and exit code
+        follow the live report's rules (``unknown`` is not ready); ``from_memory`` is
+        true in the result.
+    batch
+        Publish ``k8snode.audit`` to the expected minions this many at a time
+        (``tgt_type=list``, one batch after the other) instead of in one publish; the
+        result is the same report.
+    memory_max_age
+        Seconds after which a minion's unwritten memory is removed (default: the master
+        opt ``k8snode_memory_max_age``, else 2592000, thirty days); 0: never by age.
     audit_kwargs
-        Passed to ``k8snode.audit`` (e.g. ``distribution=k3s``).
+        Passed to ``k8snode.audit`` (e.g. ``distribution=k3s``); not with ``from_memory``.
 
     CLI Example:
 
@@ -141,20 +170,20 @@ def report(tgt="*", tgt_type="glob", timeout=None, window=_fleet.DRIFT_WINDOW, *
 
         salt-run k8snode.report
         salt-run k8snode.report tgt='web*,db*' tgt_type=list --out=json
+        salt-run k8snode.report from_memory=True
+        salt-run k8snode.report batch=500
     """
     audit_kwargs = {key: value for key, value in audit_kwargs.items() if not key.startswith("__")}
+    batch = _fleet.report_batch(from_memory, batch, audit_kwargs)
+    if memory_max_age is None:
+        max_age = _fleet.memory_max_age(
+            __opts__.get("k8snode_memory_max_age", _fleet.MEMORY_MAX_AGE), "the master opt k8snode_memory_max_age"
+        )
+    else:
+        max_age = _fleet.memory_max_age(memory_max_age, "memory_max_age")
     _close_at_exit_of_the_cli()
     expected = _expected_minions(tgt, tgt_type)
-    answers = {}
-    with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        for answer in client.cmd_iter(
-            tgt,
-            "k8snode.audit",
-            kwarg=audit_kwargs,
-            tgt_type=tgt_type,
-            timeout=timeout or __opts__.get("timeout", 5),
-        ):
-            answers.update(answer)
+    answers = {} if from_memory else _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs)
     now = time.time()
     for minion, answer in answers.items():
         entry = _fleet.host_entry(answer)
@@ -162,12 +191,55 @@ def report(tgt="*", tgt_type="glob", timeout=None, window=_fleet.DRIFT_WINDOW, *
             _update_memory(
                 minion, lambda remembered, e=entry: _fleet.set_last_known(remembered, e, now, _fleet.AUDIT_RETURN)
             )
-    memory = {minion: _read_memory(minion) for minion in expected | set(answers)}
-    data = _fleet.summarize(answers, expected, memory, now, float(window))
+    _forget_memory(now, max_age)
+    with _cyclic_gc_paused():
+        memory = _read_memories(expected | set(answers))
+        if from_memory:
+            data = _fleet.summarize_memory(expected, memory, now, float(window))
+        else:
+            data = _fleet.summarize(answers, expected, memory, now, float(window))
     __context__["retcode"] = data["retcode"]
     if __opts__.get("output"):
         return data
     return {"outputter": "k8snode", "data": data}
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused():
+    """Python's cycle collector off while the report reads and sums the fleet memory.
+    Ten thousand parsed memory files are some 150,000 dicts and lists, none in a cycle;
+    as they pile up the collector runs again and again over them and over every object
+    of the master's process: 40 % of the read's time (bench/fleet_memory.py). Reference
+    counting still frees what it always frees; the collector runs again after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs):
+    """The minions' answers to ``k8snode.audit``: one publish to the target, or
+    ``batch`` expected minions at a time (each a list target, one after the other:
+    the master's job and the returns it waits for stay ``batch`` long)."""
+    if batch is None:
+        publishes = [(tgt, tgt_type)]
+    else:
+        publishes = [(minions, "list") for minions in _fleet.batches(expected, batch)]
+    answers = {}
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        for target, target_type in publishes:
+            for answer in client.cmd_iter(
+                target,
+                "k8snode.audit",
+                kwarg=audit_kwargs,
+                tgt_type=target_type,
+                timeout=timeout or __opts__.get("timeout", 5),
+            ):
+                answers.update(answer)
+    return answers
 
 
 # --------------------------------------------------------------------------
@@ -185,22 +257,48 @@ def _store(kind, minion):
 
 
 def _read_json(path):
+    """The mapping in a JSON file, ``{}`` for none. ``os.open``/``os.read`` rather than a
+    file object (no buffer, no decoder, no ``isatty`` per file): a report from memory
+    reads one file per minion, and this halves the cost of each (bench/fleet_memory.py)."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            found = json.load(handle)
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            chunks = []
+            while chunk := os.read(descriptor, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(descriptor)
+        found = json.loads(b"".join(chunks))
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
 
 
 @contextlib.contextmanager
-def _locked_json(path):
-    """Read, let the caller change, write back atomically; one writer at a time. The
-    reactor runs runners in threads of one process and ``salt-run`` in others: an
-    ``flock`` on a file of the master's own cachedir (each caller opens it anew, so
-    threads exclude each other too) is what every decision below relies on."""
-    with open(path + ".lock", "a", encoding="utf-8") as lock:
+def _flocked(path):
+    """An exclusive ``flock`` on ``path + ".lock"``, the lock every writer of ``path``
+    takes. The reactor runs runners in threads of one process and ``salt-run`` in
+    others: an ``flock`` on a file of the master's own cachedir (each caller opens it
+    anew, so threads exclude each other too) is what every decision below relies on.
+    :func:`_forget_memory` unlinks a lock file while it holds it: a caller that opened
+    the unlinked one finds it no longer at ``path`` once it has it, and opens anew."""
+    while True:
+        lock = open(path + ".lock", "a", encoding="utf-8")  # noqa: SIM115 (closed below or by the with)
         fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(lock.fileno()), os.stat(lock.name)):
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
+    with lock:
+        yield
+
+
+@contextlib.contextmanager
+def _locked_json(path):
+    """Read, let the caller change, write back atomically; one writer at a time."""
+    with _flocked(path):
         data = _read_json(path)
         yield data
         temp = f"{path}.tmp-{os.getpid()}"
@@ -216,9 +314,107 @@ def _read_memory(minion):
         return {}
 
 
+def _read_memories(minions):
+    """``{id: remembered}`` for many minions: one path join and one read each (no
+    directory check per id: a report from memory reads ten thousand of them)."""
+    directory = os.path.join(__opts__["cachedir"], "k8snode", "fleet")
+    return {
+        minion: _read_json(os.path.join(directory, minion + ".json"))
+        for minion in minions
+        if isinstance(minion, str) and _MINION_ID.match(minion)
+    }
+
+
 def _update_memory(minion, change):
     with _locked_json(_store("fleet", minion)) as remembered:
         change(remembered)
+
+
+#: The per-minion memory a report keeps clean: the fleet memory and the heal log.
+_MINION_MEMORY = ("fleet", "heal")
+
+
+def _accepted_ids():
+    """The ids with an accepted key (the files of ``<pki_dir>/minions``, as
+    :func:`_accepted` reads them), or None when that directory cannot be listed or
+    is not where the master keeps its keys (another ``keys.cache_driver``): an empty
+    answer would remove every minion's memory."""
+    driver = __opts__.get("keys.cache_driver") or "localfs_key"
+    if driver != "localfs_key":
+        log.info("k8snode: keys.cache_driver %s: no memory removed for want of a key", driver)
+        return None
+    pki = __opts__["cluster_pki_dir"] if __opts__.get("cluster_id") else __opts__["pki_dir"]
+    try:
+        return set(os.listdir(os.path.join(pki, "minions")))
+    except OSError as exc:
+        log.warning("k8snode: accepted keys unreadable (%s): no memory removed for want of a key", exc)
+        return None
+
+
+def _written(path):
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0
+
+
+def _memory_files(directory):
+    """``{id: [file names]}`` of one memory directory, in one ``scandir`` pass: only the
+    names its writers make (``<id>.json``, ``.lock``, ``.tmp-<pid>``) with a valid id."""
+    names = collections.defaultdict(list)
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                minion = _fleet.memory_owner(entry.name)
+                if minion and _MINION_ID.match(minion) and entry.is_file(follow_symlinks=False):
+                    names[minion].append(entry.name)
+    except FileNotFoundError:
+        pass
+    return names
+
+
+def _forget_memory(now, max_age):
+    """
+    Remove, from ``<cachedir>/k8snode/fleet`` and ``heal`` only, the files of every id
+    :func:`_fleet.memory_to_forget` names: no accepted key, or its ``<id>.json`` not
+    written for ``max_age`` seconds (None: never by age). Returns the counts per reason.
+    """
+    accepted = _accepted_ids()
+    forgotten = collections.Counter()
+    if accepted is None and max_age is None:
+        return forgotten
+    for kind in _MINION_MEMORY:
+        directory = os.path.join(__opts__["cachedir"], "k8snode", kind)
+        names = _memory_files(directory)
+        # Without an age limit the write time decides nothing: no stat per file.
+        written = {
+            minion: now if max_age is None else _written(os.path.join(directory, minion + ".json")) for minion in names
+        }
+        for minion in _fleet.memory_to_forget(written, accepted, now, max_age):
+            reason = _forget(directory, minion, names[minion], accepted is not None, now, max_age)
+            if reason:
+                forgotten[f"{kind}: {reason}"] += 1
+    if forgotten:
+        log.info("k8snode: memory removed: %s", dict(forgotten))
+    return forgotten
+
+
+def _forget(directory, minion, names, by_key, now, max_age):
+    """Remove one minion's files of ``directory`` if, under its lock (a writer may have
+    come since the scan), it still has no accepted key or is still too old; the lock
+    file goes last, while held (see :func:`_flocked`). Returns the reason, or None."""
+    path = os.path.join(directory, minion + ".json")
+    with _flocked(path):
+        accepted = ({minion} if _accepted(minion) else set()) if by_key else None
+        written = {minion: now if max_age is None else _written(path)}
+        reason = _fleet.memory_to_forget(written, accepted, now, max_age).get(minion)
+        if reason is None:
+            return None
+        files = {os.path.join(directory, name) for name in names} | {path}
+        for leftover in sorted(files - {path + ".lock"}) + [path + ".lock"]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+    return reason
 
 
 def _count(counts):

@@ -12,7 +12,7 @@
    (``master_type: disable``: beacons run, no master needed), one with the beacon at
    ``--interval`` seconds, one without; CPU of each container's cgroup over ``--seconds``
    (target: <= +0.1 % of one core).
-3. report: the fleet report's aggregation (``_summarize``) over 1,000 / 10,000 synthetic
+3. report: the fleet report's aggregation (``_k8snode_fleet.summarize``) over 1,000 / 10,000 synthetic
    answers with fleet memory (target <= 0.5 s for 10,000, linear).
 """
 
@@ -172,7 +172,9 @@ def bench_report():
             for mid in ids
         }
         expected = set(ids)
-        seconds = _median_us(lambda a=answers, e=expected, m=memory: runner._summarize(a, e, m, now, 86400), 5) / 1e6
+        seconds = (
+            _median_us(lambda a=answers, e=expected, m=memory: runner._fleet.summarize(a, e, m, now, 86400), 5) / 1e6
+        )
         print(
             f"report aggregation, {size:6d} answers: {seconds:.3f} s, {seconds / size * 1e6:.1f} us per answer"
             " (median of 5; target <= 0.5 s at 10000, linear)"

@@ -197,6 +197,15 @@ def test_the_outputter_renders_the_fleet_report(minion_opts):
     assert "1 x sysctl:net.ipv4.ip_forward" in text
 
 
+def test_the_outputter_says_a_report_comes_from_memory(minion_opts):
+    known = {"status": "not ready", "failing": ["sysctl:net.ipv4.ip_forward"], "time": 900.0, "source": "confirmed"}
+    report = runner._fleet.summarize_memory({"a", "never"}, {"a": {"last_known": known}}, now=1000.0)
+    text = salt.output.out_format(report, "k8snode", minion_opts)
+    assert "never" in text and "unknown" in text
+    assert "fleet: 1 not ready, 1 unknown" in text
+    assert "from the fleet memory, nothing published: each host's last audit return, the oldest 100 s ago" in text
+
+
 @pytest.mark.parametrize("sls", ["k8snode", "k8snode.absent"])
 def test_the_state_tree_renders(loaders, sls):
     rendered = loaders.modules.state.show_sls(sls)

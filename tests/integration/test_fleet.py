@@ -30,7 +30,7 @@ def test_a_minion_started_after_the_master_is_prepared_with_no_manual_step(start
         if isinstance(result.data, dict) and result.data.get("ready"):
             report = result.data
             break
-        time.sleep(5)
+        time.sleep(2)
     assert report is not None, f"{minion.id} was not prepared by the reactor: {result}"
     # Nobody here called state.apply or saltutil.sync_all: the reactor's highstate did both.
     assert nodes.read_file(minion, "/etc/sysctl.d/99-k8snode.conf").startswith("# Managed by Salt")
@@ -44,6 +44,19 @@ def ghost_minion(salt_master, minions):
     ghost.write_bytes((keys / minions["bookworm"].id).read_bytes())
     yield GHOST
     ghost.unlink()
+
+
+# The report waits this long for the ghost: the live minions answer in about a second.
+REPORT_TIMEOUT = 5
+
+
+def _apply_to_all(master, minions):
+    """state.apply k8snode on every minion in one publish, each one's states all true."""
+    ids = [minion.id for minion in minions.values()]
+    result = salt_cmd(master, "state.apply", "k8snode", tgt=",".join(ids), tgt_type="list")
+    assert result.returncode == 0 and sorted(result.data) == sorted(ids), result
+    for minion_id, states in result.data.items():
+        assert all(state["result"] is True for state in states.values()), (minion_id, states)
 
 
 def _salt_run(master, *args):
@@ -61,19 +74,25 @@ def _salt_run(master, *args):
 def test_the_report_lists_silent_hosts_and_sets_the_exit_code(salt_master, fresh_nodes, ghost_minion):
     ids = sorted([minion.id for minion in fresh_nodes.values()] + [ghost_minion])
 
-    as_json = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=8")
+    as_json = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", f"timeout={REPORT_TIMEOUT}")
     assert as_json.returncode != 0
     report = as_json.data
     assert sorted(report["hosts"]) == ids
     assert report["hosts"][ghost_minion]["status"] == "no answer"
     assert report["counts"] == {"ready": 0, "not ready": 3, "no answer": 1, "error": 0}
     assert report["common_failures"][0][1] == 3
+    # The same fleet from the master's memory, nothing published: what each minion just
+    # returned, and the ghost, never heard from, unknown.
+    cached = salt_master.salt_run_cli(timeout=60).run("k8snode.report", "tgt=k8snode-*", "from_memory=True")
+    assert cached.returncode != 0 and cached.data["from_memory"] is True, cached
+    statuses = {minion: host["status"] for minion, host in report["hosts"].items()}
+    assert {minion: host["status"] for minion, host in cached.data["hosts"].items()} == dict(
+        statuses, **{ghost_minion: "unknown"}
+    )
 
-    for minion in fresh_nodes.values():
-        code, ret = nodes.apply(salt_master, minion)
-        assert code == 0, ret
+    _apply_to_all(salt_master, fresh_nodes)
 
-    table = _salt_run(salt_master, "k8snode.report", "tgt=k8snode-*", "timeout=8")
+    table = _salt_run(salt_master, "k8snode.report", "tgt=k8snode-*", f"timeout={REPORT_TIMEOUT}")
     assert table.returncode != 0, table
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["HOST", "STATUS", "FAILING", "CHECKS"], table.stdout
@@ -86,10 +105,8 @@ def test_the_report_lists_silent_hosts_and_sets_the_exit_code(salt_master, fresh
 
 
 def test_the_report_exits_zero_when_every_host_is_ready(salt_master, fresh_nodes):
-    for minion in fresh_nodes.values():
-        code, ret = nodes.apply(salt_master, minion)
-        assert code == 0, ret
-    result = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", "timeout=8")
+    _apply_to_all(salt_master, fresh_nodes)
+    result = salt_master.salt_run_cli(timeout=180).run("k8snode.report", "tgt=k8snode-*", f"timeout={REPORT_TIMEOUT}")
     assert result.returncode == 0, result
     assert result.data["counts"]["ready"] == 3
 
