@@ -266,7 +266,8 @@ class VmNode:
             text = "\n".join(text.splitlines()[-last_lines:])
         return text
 
-    def _time(self, what: str, seconds: float) -> None:
+    def record_time(self, what: str, seconds: float) -> None:
+        """Keep a step's duration for the tier's "real nodes: measured times" summary."""
         entry = (what, self.minion_id, round(seconds, 1))
         self.timings.append(entry)
         TIMINGS.append(entry)
@@ -387,11 +388,11 @@ class VmNode:
         self._wait_minion(self.started_at - 1, "boot", start_event=not started_ahead)
         seconds = time.time() - self.started_at
         if started_ahead:
-            self._time(
+            self.record_time(
                 f"boot, started {waiting_since - self.started_at:.0f}s ahead: waited", time.time() - waiting_since
             )
         else:
-            self._time("boot (QEMU start to minion answering)", seconds)
+            self.record_time("boot (QEMU start to minion answering)", seconds)
         return seconds
 
     def boot(self) -> float:
@@ -427,7 +428,7 @@ class VmNode:
                 raise VmError(f"{self.minion_id}: still the same boot ({before}) {BOOT_TIMEOUT}s after {what}")
             time.sleep(1)
         seconds = time.time() - since
-        self._time(f"{what} (to minion answering)", seconds)
+        self.record_time(f"{what} (to minion answering)", seconds)
         return seconds
 
     def reboot_trigger(self) -> str:
@@ -460,7 +461,7 @@ class VmNode:
         except subprocess.TimeoutExpired as exc:
             raise VmError(f"{self.minion_id}: still running {timeout:.0f}s after systemctl poweroff") from exc
         seconds = time.time() - since
-        self._time("poweroff", seconds)
+        self.record_time("poweroff", seconds)
         return seconds
 
     def kill(self) -> None:
@@ -531,7 +532,7 @@ def sync_extension(*nodes: VmNode) -> None:
     if code != 0 or any((returns[minion_id] or {}).get("retcode") != 0 for minion_id in ids):
         raise VmError(f"sync after the module sync failed: {returns!r}")
     for node in nodes:
-        node._time(
+        node.record_time(
             "saltutil.sync_modules + sync_states" + (f" ({len(nodes)} nodes at once)" if len(nodes) > 1 else ""),
             time.time() - started,
         )

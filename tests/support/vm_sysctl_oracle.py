@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
+import zlib
 from pathlib import Path
 
 from hypothesis import strategies as st
@@ -32,11 +33,11 @@ from tests.support.sysctl_oracle import SYSCTL_DIRS, write_tree
 
 SYSTEMD_SYSCTL = "/usr/lib/systemd/systemd-sysctl"
 
-# The driver: argv[1] the applier, stdin one JSON list of trees, stdout one JSON list of
-# answers. unshare(CLONE_NEWNS) through libc, then private mounts: the tmpfs mounts go
+# The driver: argv[1] the applier, stdin one JSON list of trees (zlib: all of a run's
+# trees go in one Salt call), stdout one JSON list of answers. unshare(CLONE_NEWNS) through libc, then private mounts: the tmpfs mounts go
 # away with the process.
 _DRIVER = r"""
-import ctypes, json, os, subprocess, sys
+import ctypes, json, os, subprocess, sys, zlib
 SYSCTL, DIRS, KEYS = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 libc = ctypes.CDLL(None, use_errno=True)
 if libc.unshare(0x00020000) != 0:
@@ -58,7 +59,7 @@ def write(pairs):
 original = read()
 answers = []
 try:
-    for tree in json.load(sys.stdin):
+    for tree in json.loads(zlib.decompress(sys.stdin.buffer.read())):
         for directory in DIRS:
             for name in os.listdir(directory):
                 os.unlink(os.path.join(directory, name))
@@ -189,13 +190,14 @@ def trees(draw):
     return {"files": files}
 
 
-def run_in_guest(node, trees_batch: list[dict], timeout: int = 300) -> list[dict]:
-    """The guest's answers for ``trees_batch`` (one driver run); asserts it restored every key."""
-    payload = json.dumps([dict(tree, sentinels=sorted(SENTINELS.items())) for tree in trees_batch])
+def run_in_guest(node, trees: list[dict], timeout: int = 300) -> list[dict]:
+    """The guest's answers for ``trees`` (one Salt call, one driver run: under TCG each
+    costs seconds); asserts it put every key back."""
+    payload = zlib.compress(json.dumps([dict(tree, sentinels=sorted(SENTINELS.items())) for tree in trees]).encode())
     driver = base64.b64encode(_DRIVER.encode()).decode()
     script = (
         f"echo {driver} | base64 -d > /run/k8snode-sysctl-driver.py\n"
-        f"echo {base64.b64encode(payload.encode()).decode()} | base64 -d | "
+        f"echo {base64.b64encode(payload).decode()} | base64 -d | "
         f"python3 /run/k8snode-sysctl-driver.py {SYSTEMD_SYSCTL} '{json.dumps(SYSCTL_DIRS)}' '{json.dumps(KEYS)}'\n"
     )
     result = json.loads(node.sh(script, timeout=timeout))
