@@ -44,8 +44,9 @@ def trust_master(salt_factories, test_network, extension_root, tmp_path_factory)
     (pillar_root / "top.sls").write_text(yaml.safe_dump(PILLAR_TOP))
     (pillar_root / "heal.sls").write_text(yaml.safe_dump(HEAL_PILLAR))
     overrides = yaml.safe_load((REPO_ROOT / "salt" / "reactor" / "master.conf").read_text())
-    # The confirmation publish waits the master's timeout for a minion that does not answer.
-    overrides.update(pillar_roots={"base": [str(pillar_root)]}, timeout=3, gather_job_timeout=2)
+    # The confirmation publish waits the master's timeout for a minion that does not answer
+    # (then 2 s for Salt's "is the job still running?", k8snode._CONFIRM_FIND_JOB_TIMEOUT).
+    overrides.update(pillar_roots={"base": [str(pillar_root)]}, timeout=3)
     factory = salt_factories.salt_master_daemon(
         "k8snode-trust-master",
         overrides=harness.master_config(test_network.gateway, extension_root, overrides),

@@ -297,3 +297,33 @@ def test_the_cached_pillar_is_read_where_each_salt_keeps_it(tmp_path, monkeypatc
 
 def _where(layout):
     return ("minions/node1", "data") if layout == "3006" else ("pillar", "node1")
+
+
+def test_a_confirmation_waits_the_timeout_then_two_seconds_not_gather_job_timeout(monkeypatch):
+    """After the master's timeout Salt asks a silent minion whether the job still runs and
+    waits gather_job_timeout (10 s by default) for the answer; a confirmation bounds that
+    wait to 2 s, so a silent minion holds a reactor worker for timeout + 2 s."""
+    asked = []
+
+    class Client:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def cmd(self, tgt, fun, **kwargs):
+            asked.append((tgt, fun, kwargs))
+            return {}
+
+    monkeypatch.setattr(runner, "__opts__", {"conf_file": "/x", "timeout": 5, "gather_job_timeout": 10}, raising=False)
+    monkeypatch.setattr(runner.salt.client, "get_local_client", lambda conf_file: Client())
+    assert runner._confirm("node1") is None
+    ((tgt, fun, kwargs),) = asked
+    assert (tgt, fun, kwargs["tgt_type"], kwargs["timeout"], kwargs["gather_job_timeout"]) == (
+        ["node1"],
+        "k8snode.audit",
+        "list",
+        5,
+        2,
+    )
