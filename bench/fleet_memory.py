@@ -33,6 +33,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.fake_master import master_opts_under  # noqa: E402 (needs the repository on sys.path)
+
 CHECK = "sysctl:net.ipv4.ip_forward"
 
 
@@ -63,18 +65,9 @@ def write_json(path, data):
 
 
 def fake_master(root, minions, now):
-    import salt.config
-
-    config = root / "master"
-    # Every path under root_dir (Salt prepends root_dir to a path outside it).
-    config.write_text(
-        f"root_dir: {root}\n"
-        + "".join(f"{key}: {root / key}\n" for key in ("pki_dir", "cachedir", "sock_dir", "log_file"))
-    )
-    opts = salt.config.master_config(str(config))
+    opts = master_opts_under(root)
     keys = root / "pki_dir" / "minions"
     fleet = root / "cachedir" / "k8snode" / "fleet"
-    keys.mkdir(parents=True)
     fleet.mkdir(parents=True)
     for index in range(minions):
         minion = f"node{index:05d}.example.com"

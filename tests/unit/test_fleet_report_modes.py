@@ -11,10 +11,10 @@ import time
 import types
 
 import pytest
-import salt.config
 
 from _runners import _k8snode_fleet as fleet
 from _runners import k8snode as runner
+from tests.support.fake_master import master_opts_under
 
 CHECK = "sysctl:net.ipv4.ip_forward"
 DETAIL = "net.ipv4.ip_forward is 0 now, needs 1"
@@ -52,14 +52,8 @@ class FakeLocalClient:
 def master(tmp_path, monkeypatch):
     """A master's config, cachedir and pki dir in ``tmp_path``; ``master.accept(id)``
     accepts a key; ``master.client`` is the fake LocalClient every publish goes to."""
-    config = tmp_path / "master"
-    config.write_text(
-        f"root_dir: {tmp_path}\n"
-        + "".join(f"{key}: {tmp_path / key}\n" for key in ("pki_dir", "cachedir", "sock_dir", "log_file"))
-    )
-    opts = salt.config.master_config(str(config))
+    opts = master_opts_under(tmp_path)
     keys = tmp_path / "pki_dir" / "minions"
-    keys.mkdir(parents=True)
     monkeypatch.setattr(runner, "__opts__", opts, raising=False)
     monkeypatch.setattr(runner, "__context__", {}, raising=False)
     monkeypatch.setattr(runner, "time", types.SimpleNamespace(time=lambda: NOW))
