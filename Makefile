@@ -41,3 +41,4 @@ bench: setup images
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/drift.py
 	$(PYTHON) bench/fleet_memory.py
+	$(PYTHON) bench/storm.py
