@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench import common  # noqa: E402 (needs the repository on sys.path)
 from tests.support import harness  # noqa: E402
+from tests.support.beacon_events import turned_fail  # noqa: E402
 
 CHECKS = (
     "sysctl:net.ipv4.ip_forward",
@@ -44,26 +44,7 @@ CHECKS = (
     "module:overlay",
     "module:br_netfilter",
 )
-MANAGED = "/etc/sysctl.d/99-k8snode.conf"
 IDLE_STOP = 30  # seconds without a change in the counts: drained (or stuck)
-
-
-def beacon_data(minion_id, check):
-    """What the k8snode beacon sends for a check that turned fail (as tests/integration/test_fleet_trust.py)."""
-    return {
-        "id": minion_id,
-        "check": check,
-        "old_status": "ok",
-        "new_status": "fail",
-        "required": True,
-        "live": "0",
-        "boot": "1",
-        "boot_file": MANAGED,
-        "managed_file": MANAGED,
-        "detail": f"{check} claimed failing",
-        "fixable": True,
-        "ready": False,
-    }
 
 
 def master_config(root: Path, confirm_timeout: float, sls_by_path: bool = False) -> dict:
@@ -136,15 +117,7 @@ def start_master(root: Path, config: dict):
 def stop_master(process) -> None:
     if process is None:
         return
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    harness.stop_process_group(process)
     process.log.close()
 
 
@@ -224,7 +197,7 @@ def storm(args) -> dict:
             for _round in range(2):
                 for minion_id in ids:
                     for check in checks:
-                        bus.fire_event(beacon_data(minion_id, check), f"salt/beacon/{minion_id}/k8snode/{check}")
+                        bus.fire_event(turned_fail(minion_id, check), f"salt/beacon/{minion_id}/k8snode/{check}")
                         fired += 1
         fire_seconds = time.monotonic() - started
         counts, last, changed, why = {}, None, time.monotonic(), "max-seconds"

@@ -21,10 +21,11 @@ import yaml
 
 from tests.integration.conftest import MASTER_START_TIMEOUT, _container_minion, start_side_by_side
 from tests.support import harness, nodes
+from tests.support.beacon_events import turned_fail
 from tests.support.harness import REPO_ROOT, salt_run
 
 FORWARD = "sysctl:net.ipv4.ip_forward"
-MANAGED = "/etc/sysctl.d/99-k8snode.conf"
+
 SENDER_ID = "trust-sender-bookworm"
 VICTIM_ID = "trust-victim-trixie"
 SILENT_ID = "trust-silent-0"
@@ -79,24 +80,6 @@ def bus(trust_master):
         yield listener
 
 
-def beacon_data(minion_id, check=FORWARD):
-    """What the k8snode beacon sends for a check that turned fail (``drift.changed_checks``)."""
-    return {
-        "id": minion_id,
-        "check": check,
-        "old_status": "ok",
-        "new_status": "fail",
-        "required": True,
-        "live": "0",
-        "boot": "1",
-        "boot_file": MANAGED,
-        "managed_file": MANAGED,
-        "detail": f"{check} claimed failing",
-        "fixable": True,
-        "ready": False,
-    }
-
-
 def stats(master) -> dict:
     found = Path(master.config["cachedir"]) / "k8snode" / "heal-stats.json"
     return json.loads(found.read_text())["counts"] if found.exists() else {}
@@ -148,7 +131,9 @@ def test_a_forged_beacon_event_moves_neither_memory_nor_heals(trust_master, two_
     sender, victim = two_minions
     nodes.sh(victim, "echo 'net.ipv4.ip_forward = 1' > /etc/sysctl.d/50-test.conf; sysctl -q -w net.ipv4.ip_forward=1")
     before = stats(trust_master)
-    forged = {"events": [{"tag": f"salt/beacon/{VICTIM_ID}/k8snode/{FORWARD}", "data": beacon_data(VICTIM_ID)}]}
+    forged = {
+        "events": [{"tag": f"salt/beacon/{VICTIM_ID}/k8snode/{FORWARD}", "data": turned_fail(VICTIM_ID, FORWARD)}]
+    }
     started = time.monotonic()
     result = sender.run(
         "salt-call", "-c", str(sender.config_dir), "--out=json", "event.fire_master", "{}", "ignored",
@@ -192,7 +177,7 @@ def test_a_small_storm_heals_each_minion_at_most_once(trust_master, two_minions,
             for minion_id in minions:
                 for check in STORM_CHECKS:
                     tag = f"salt/beacon/{minion_id}/k8snode/{check}"
-                    master_bus.fire_event(beacon_data(minion_id, check), tag)
+                    master_bus.fire_event(turned_fail(minion_id, check), tag)
     fired = 2 * len(minions) * len(STORM_CHECKS)
     counted = wait_for_calls(trust_master, before, fired, fired, 40)
     drained = time.monotonic() - started
