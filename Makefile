@@ -1,9 +1,9 @@
 # k8snode: test harness entry points.  Everything runs from the repository's .venv,
 # which `make setup` (scripts/bootstrap.sh) creates along with the Docker engine.
 PYTHON := .venv/bin/python
-PY_DIRS := _modules _beacons _states _runners _output saltext setup.py images scripts tests bench docs
+PY_DIRS := _modules _beacons _states _runners _output _wrapper saltext setup.py images scripts tests bench docs
 
-.PHONY: setup images test demo lint bench docs
+.PHONY: setup images test demo lint bench docs bundle
 
 setup:
 	bash scripts/bootstrap.sh $(BOOTSTRAP_FLAGS)
@@ -22,6 +22,11 @@ test: setup lint docs
 
 demo: setup images
 	$(PYTHON) scripts/demo.py
+
+# salt-ssh ships the top-level files of _modules only: the package folded into one file,
+# _modules/k8snode_agentless.py (tests/functional/test_agentless_bundle.py fails when stale).
+bundle:
+	$(PYTHON) scripts/agentless_bundle.py
 
 SLS_FILES := $(shell find salt pillar -name '*.sls')
 

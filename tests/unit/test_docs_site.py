@@ -26,13 +26,18 @@ AUTODOC = re.compile(r"^\.\. auto(?:module|function|data|class|attribute)::\s*(\
 CHECK_ENTRY = re.compile(r"^``([a-z_]+)(?::<[a-z]+>)?``\s*$", re.MULTILINE)
 
 
-def _loader_dirs():
-    """setup.py's LOADER_DIRS, read by the site's own extension (one reader for both)."""
+def _site_extension():
+    """docs/_ext/k8snode_docs.py: the site's own readers (one reader for both)."""
     sys.path.insert(0, str(DOCS / "_ext"))
     try:
-        return importlib.import_module("k8snode_docs").loader_dirs()
+        return importlib.import_module("k8snode_docs")
     finally:
         sys.path.remove(str(DOCS / "_ext"))
+
+
+def _loader_dirs():
+    """setup.py's LOADER_DIRS."""
+    return _site_extension().loader_dirs()
 
 
 def _salt_modules():
@@ -42,7 +47,7 @@ def _salt_modules():
         for path in sorted((REPO / directory).iterdir()):
             if path.name.startswith(("_", ".")):
                 continue
-            if path.suffix == ".py":
+            if path.suffix == ".py" and not _site_extension().is_generated(path):
                 found.append((kind, path.stem, directory))
             elif (path / "__init__.py").is_file():
                 found.append((kind, path.name, directory))
