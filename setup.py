@@ -13,13 +13,16 @@ from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
 # One source of truth: the installed loader directories are the same files
-# that saltutil.sync_all serves from _modules, _states, _runners and _output.
+# that saltutil.sync_all serves from _modules, _states, _runners and _output (and
+# salt-ssh's _wrapper).
 LOADER_DIRS = {
     "modules": "_modules",
     "states": "_states",
     "runners": "_runners",
     "output": "_output",
     "beacons": "_beacons",
+    # salt-ssh's wrapper: the master loads it from the entry point like the others.
+    "wrapper": "_wrapper",
 }
 PACKAGE = "saltext.k8snode"
 # The execution module is itself a package (its API and pure submodules).
