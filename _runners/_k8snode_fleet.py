@@ -275,6 +275,28 @@ def report_batch(from_memory, batch, audit_kwargs):
     return batch
 
 
+def report_over_ssh(ssh, from_memory, batch):
+    """Whether the report goes over salt-ssh; the roster is audited in one salt-ssh run,
+    and no fleet memory exists for hosts without a minion, so ``batch`` and
+    ``from_memory`` with it are mistakes to name."""
+    if ssh is not False and ssh is not True:
+        raise ValueError(f"k8snode.report: ssh: invalid {ssh!r}: True or False")
+    if ssh and (from_memory or batch is not None):
+        given = ["from_memory"] * bool(from_memory) + ["batch"] * (batch is not None)
+        raise ValueError(
+            f"k8snode.report: ssh=True audits the roster in one salt-ssh run: {', '.join(given)} cannot apply"
+        )
+    return ssh
+
+
+def ssh_answer(data):
+    """One salt-ssh return (``{"return": ..., "retcode": ...}``, salt.client.ssh
+    ``run_iter``) in the shape of a minion's return (``{"ret": ...}``)."""
+    if isinstance(data, dict) and "return" in data:
+        return {"ret": data["return"], "retcode": data.get("retcode")}
+    return {"ret": data}
+
+
 def batches(minions, size):
     """The minions in sorted order, ``size`` at a time: one publish each."""
     ordered = sorted(minions)

@@ -8,6 +8,7 @@ Fleet readiness: which hosts are correct Kubernetes nodes, and why not.
     salt-run k8snode.report --out=json      # the same data for scripts
     salt-run k8snode.report batch=500       # the same report, 500 minions per publish
     salt-run k8snode.report from_memory=True   # no publish: the fleet memory, with ages
+    salt-run k8snode.report ssh=True        # the roster's hosts, over salt-ssh
 
 ``salt-run`` exits non-zero when any targeted host is not ready or did not
 answer.
@@ -123,6 +124,7 @@ def report(
     from_memory=False,
     batch=None,
     memory_max_age=None,
+    ssh=False,
     **audit_kwargs,
 ):
     """
@@ -161,6 +163,11 @@ def report(
     memory_max_age
         Seconds after which a minion's unwritten memory is removed (default: the master
         opt ``k8snode_memory_max_age``, else 2592000, thirty days); 0: never by age.
+    ssh
+        ``True``: audit the hosts of the salt-ssh roster that ``tgt`` matches, over
+        salt-ssh (the master's ``roster`` and ``roster_file`` opts, as ``salt-ssh`` reads
+        them), instead of publishing to minions. The same report and exit code; the fleet
+        memory (the beacons' world) is neither read nor written.
     audit_kwargs
         Passed to ``k8snode.audit`` (e.g. ``distribution=k3s``); not with ``from_memory``.
 
@@ -172,16 +179,19 @@ def report(
         salt-run k8snode.report tgt='web*,db*' tgt_type=list --out=json
         salt-run k8snode.report from_memory=True
         salt-run k8snode.report batch=500
+        salt-run k8snode.report ssh=True tgt='node*'
     """
     audit_kwargs = {key: value for key, value in audit_kwargs.items() if not key.startswith("__")}
     batch = _fleet.report_batch(from_memory, batch, audit_kwargs)
+    _close_at_exit_of_the_cli()
+    if _fleet.report_over_ssh(ssh, from_memory, batch):
+        return _ssh_report(tgt, tgt_type, window, audit_kwargs)
     if memory_max_age is None:
         max_age = _fleet.memory_max_age(
             __opts__.get("k8snode_memory_max_age", _fleet.MEMORY_MAX_AGE), "the master opt k8snode_memory_max_age"
         )
     else:
         max_age = _fleet.memory_max_age(memory_max_age, "memory_max_age")
-    _close_at_exit_of_the_cli()
     expected = _expected_minions(tgt, tgt_type)
     answers = {} if from_memory else _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs)
     now = time.time()
@@ -198,6 +208,34 @@ def report(
             data = _fleet.summarize_memory(expected, memory, now, float(window))
         else:
             data = _fleet.summarize(answers, expected, memory, now, float(window))
+    __context__["retcode"] = data["retcode"]
+    if __opts__.get("output"):
+        return data
+    return {"outputter": "k8snode", "data": data}
+
+
+def _ssh_report(tgt, tgt_type, window, audit_kwargs):
+    """:func:`report` over salt-ssh: the roster's matching hosts are the expected ones, and
+    each answer is what ``k8snode.audit`` returned on the host (shipped there as the
+    one-file bundle, ``_modules/k8snode_agentless.py``, or in Salt 3008's thin)."""
+    import salt.client.ssh.client
+    import salt.roster
+
+    roster = salt.roster.Roster(__opts__, __opts__.get("roster", "flat"))
+    expected = set(roster.targets(tgt, tgt_type))
+    answers = {}
+    if expected:
+        client = salt.client.ssh.client.SSHClient(mopts=__opts__, disable_custom_roster=True)
+        # SSHClient.cmd_iter, keeping hold of the SSH run: its event client is closed only
+        # by SSH.run(), not by run_iter() (Salt 3006 and 3008), and would be left open.
+        ssh = client._prep_ssh(tgt, "k8snode.audit", kwarg=audit_kwargs, tgt_type=tgt_type)
+        try:
+            for answer in ssh.run_iter():
+                answers.update({host: _fleet.ssh_answer(data) for host, data in answer.items()})
+        finally:
+            if getattr(ssh, "event", None) is not None:
+                ssh.event.destroy()
+    data = _fleet.summarize(answers, expected, {}, time.time(), float(window))
     __context__["retcode"] = data["retcode"]
     if __opts__.get("output"):
         return data

@@ -336,3 +336,33 @@ def test_keys_kept_elsewhere_remove_nothing_for_want_of_a_key(master):
     master.opts["keys.cache_driver"] = "mmap_key"
     assert runner._forget_memory(time.time(), None) == {}
     assert (master.fleet / "someone.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"ssh": "yes"}, "ssh: invalid 'yes': True or False"),
+        ({"ssh": True, "from_memory": True}, "ssh=True audits the roster in one salt-ssh run: from_memory cannot"),
+        ({"ssh": True, "batch": 10}, "ssh=True audits the roster in one salt-ssh run: batch cannot"),
+    ],
+)
+def test_a_report_over_ssh_refuses_what_cannot_apply(master, arguments, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        runner.report(**arguments)
+    assert master.client.publishes == []
+
+
+def test_a_salt_ssh_return_reads_as_a_minion_return():
+    """salt.client.ssh ``run_iter`` yields ``{host: {"return": ..., "retcode": ...}}``
+    (salt/client/ssh/__init__.py); a minion's return is ``{"ret": ...}``. A host salt-ssh
+    could not reach returns a string, which the report shows as an error."""
+    answer = fleet.ssh_answer({"return": audit(False), "retcode": 0, "jid": "1"})
+    assert fleet.host_entry(answer)["status"] == fleet.NOT_READY
+    assert fleet.host_entry(answer)["failing"] == {CHECK: DETAIL}
+    unreachable = fleet.ssh_answer({"return": "Permission denied (publickey).", "retcode": 255})
+    assert fleet.host_entry(unreachable) == {
+        "status": fleet.ERROR,
+        "failing": {},
+        "lost_at_reboot": [],
+        "error": "Permission denied (publickey).",
+    }
