@@ -2,7 +2,8 @@
 """Images derived from a minion image by one small Dockerfile: Debian packages a test
 needs beside Salt (systemd's ``systemd-sysctl`` for the boot-value oracle, on bullseye,
 bookworm and trixie; Debian's ``prometheus-node-exporter`` for the drift metrics,
-Debian's ``prometheus`` for promtool).
+Debian's ``prometheus`` for promtool); and, for salt-ssh (issue 24), an sshd node with no
+Salt, FROM the Debian base image, and the salt-ssh client on Salt 3006 and 3008.
 
 The tag is ``k8snode-<name>:<release>-<hash>`` where the hash covers the minion image's
 tag (itself a hash of all its inputs) and the Dockerfile's text; an existing tag is
@@ -26,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from images import build  # noqa: E402 (needs the repository on sys.path)
 
-#: name -> (Dockerfile in images/, minion release it starts FROM, the build-arg naming that image)
+#: name -> (Dockerfile in images/, minion release it starts FROM, the build-arg naming that
+#: image); the build-arg BASE_IMAGE_NO_SALT starts FROM that release's Debian base image instead.
 DERIVED: dict[str, tuple[str, str, str]] = {
     "sysctl-oracle": ("systemd-sysctl.Dockerfile", "bookworm", "BASE_IMAGE"),
     # The same oracle on Debian 11's systemd 247 and Debian 13's 257 (issue 21: by version).
@@ -34,13 +36,21 @@ DERIVED: dict[str, tuple[str, str, str]] = {
     "sysctl-oracle-trixie": ("systemd-sysctl.Dockerfile", "trixie", "BASE_IMAGE"),
     "node-exporter": ("node-exporter.Dockerfile", "bookworm", "MINION_IMAGE"),
     "prometheus": ("prometheus.Dockerfile", "bookworm", "MINION_IMAGE"),
+    "ssh-target": ("ssh-target.Dockerfile", "bookworm", "BASE_IMAGE_NO_SALT"),
+    "salt-ssh-3006": ("salt-ssh-client.Dockerfile", "bullseye", "MINION_IMAGE"),
+    "salt-ssh-3008": ("salt-ssh-client.Dockerfile", "bookworm", "MINION_IMAGE"),
 }
 
 
 def derived_tag(name: str) -> str:
     dockerfile, release, _ = _spec(name)
-    digest = build._sha("derived-v1", name, build.minion_tag(release), (build.IMAGES_DIR / dockerfile).read_bytes())
+    digest = build._sha("derived-v1", name, _from_tag(name), (build.IMAGES_DIR / dockerfile).read_bytes())
     return f"{build.IMAGE_PREFIX}-{name}:{release}-{digest}"
+
+
+def _from_tag(name: str) -> str:
+    _, release, build_arg = _spec(name)
+    return build.base_tag(release) if build_arg == "BASE_IMAGE_NO_SALT" else build.minion_tag(release)
 
 
 def _spec(name: str) -> tuple[str, str, str]:
@@ -52,7 +62,9 @@ def _spec(name: str) -> tuple[str, str, str]:
 def ensure_derived(name: str) -> str:
     """Build the image ``name`` (and its minion image) unless its tag exists; return the tag."""
     dockerfile, release, build_arg = _spec(name)
-    base = build.ensure_images([release])[release]
+    build.ensure_images([release])  # the minion image, and the base image it is built on
+    base = _from_tag(name)
+    build_arg = build_arg.replace("_NO_SALT", "")
     tag = derived_tag(name)
     if build.image_exists(tag):
         return tag

@@ -30,6 +30,8 @@ import logging
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +39,7 @@ from saltfactories.daemons.container import SaltMinion as ContainerSaltMinion
 
 from _modules import k8snode as k8snode_api
 from tests.support import harness
-from tests.support.harness import CAP_ADD, RELEASES, minion_id, salt_run
+from tests.support.harness import CAP_ADD, RELEASES, REPO_ROOT, minion_id, salt_run
 from tests.support.node_fixtures import fresh_nodes, host_kernel_guard, pristine_net_values  # noqa: F401 (fixtures)
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,29 @@ def salt_factories_config(test_network, _salt_root_dir):
 def extension_root(_salt_root_dir) -> Path:
     """A file root holding symlinks _modules, _states, _runners, _output -> the repo's."""
     return harness.make_extension_root(_salt_root_dir / "extensions")
+
+
+@pytest.fixture(scope="session")
+def extension_wheel(tmp_path_factory) -> Path:
+    """The extension built as a wheel (``pip wheel .``), once per session."""
+    directory = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(directory),
+            str(REPO_ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = directory.glob("saltext_k8snode-*.whl")
+    return built
 
 
 @pytest.fixture(scope="session")

@@ -111,27 +111,6 @@ def test_the_report_exits_zero_when_every_host_is_ready(salt_master, fresh_nodes
     assert result.data["counts"]["ready"] == 3
 
 
-@pytest.fixture
-def wheel(tmp_path):
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(tmp_path),
-            str(REPO_ROOT),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = tmp_path.glob("saltext_k8snode-*.whl")
-    return built
-
-
 def _copy_into(docker_client, minion, path: Path, dest_dir: str):
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
@@ -156,10 +135,10 @@ print(json.dumps({
 
 
 @pytest.mark.parametrize("release", ["bullseye", "trixie"])
-def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, wheel, release):
+def test_pip_installed_extension_works_with_no_sync(docker_client, fresh_nodes, extension_wheel, release):
     minion = fresh_nodes[release]
-    _copy_into(docker_client, minion, wheel, "/tmp")
-    nodes.sh(minion, f"python -m pip install --no-deps --no-index --quiet /tmp/{wheel.name}")
+    _copy_into(docker_client, minion, extension_wheel, "/tmp")
+    nodes.sh(minion, f"python -m pip install --no-deps --no-index --quiet /tmp/{extension_wheel.name}")
     try:
         # A salt-call with its own config and cache: nothing was ever synced there. Its local
         # pillar says what this machine's cgroup v1 containers need (pillar/k8snode/cgroup_v1.sls).
