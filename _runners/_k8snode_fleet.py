@@ -244,6 +244,18 @@ def heal_decision(kind, data, settings, history, now):
     return "heal", f"heal {len(recent)} of {limit} in {window} s"
 
 
+def _same_drift(events, kind, new_status):
+    """Whether the check's last recorded change already says ``new_status``: the same
+    drift reported again. A minion with hot masters runs its beacons once per master
+    connection, and each master hears of each change (``salt/minion.py``, one ``Minion``
+    per master); the shared memory counts it once. A beacon reports only changes, so a
+    single master never sees the same status twice in a row for one check."""
+    for _time, check, status in reversed(events):
+        if check == kind:
+            return status == new_status
+    return False
+
+
 def record_claim(remembered, kind, data, now):
     """Record one beacon event in a minion's memory as a claim: ``last_claim`` (from a
     summary, or from the ``ready`` of a change event) and, for a change, a drift event."""
@@ -251,8 +263,9 @@ def record_claim(remembered, kind, data, now):
     failing = data.get("failing") or []
     if kind != "summary":
         events = remembered.setdefault("drift_events", [])
-        events.append([now, kind, data.get("new_status")])
-        del events[:-MEMORY_EVENTS]
+        if not _same_drift(events, kind, data.get("new_status")):
+            events.append([now, kind, data.get("new_status")])
+            del events[:-MEMORY_EVENTS]
         failing = set(claim.get("failing", [])) - {kind}
         failing |= {kind} if data.get("new_status") == "fail" else set()
     if isinstance(data.get("ready"), bool):
