@@ -55,19 +55,21 @@ __virtualname__ = "k8snode"
 _MINION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,252}$")
 
 
-def _load_fleet():
-    """The runner's pure half, ``_k8snode_fleet.py`` beside this file, imported by path
-    under a private name each time this module is loaded (a re-sync is never served
-    stale). Salt's loader skips it (its name starts with ``_``); ``saltutil.sync_runners``,
-    ``runner_dirs`` and ``pip install`` all put it beside this file."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_k8snode_fleet.py")
-    spec = importlib.util.spec_from_file_location("_k8snode_runner_fleet", path)
+def _load_helper(file_name):
+    """A helper beside this file (``_k8snode_fleet.py``, the runner's pure half;
+    ``_k8snode_shared.py``, the shared memory), imported by path under a private name
+    each time this module is loaded (a re-sync is never served stale). Salt's loader
+    skips them (their names start with ``_``); ``saltutil.sync_runners``, ``runner_dirs``
+    and ``pip install`` all put them beside this file."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), file_name)
+    spec = importlib.util.spec_from_file_location(f"_k8snode_runner{file_name[len('_k8snode') : -len('.py')]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-_fleet = _load_fleet()
+_fleet = _load_helper("_k8snode_fleet.py")
+_shared = _load_helper("_k8snode_shared.py")
 
 
 def __virtual__():
@@ -192,6 +194,10 @@ def report(
         )
     else:
         max_age = _fleet.memory_max_age(memory_max_age, "memory_max_age")
+    shared = _shared_store()
+    if shared is not None:
+        # Before anything is published or expanded: a stopped Redis is named at once.
+        shared.reachable()
     expected = _expected_minions(tgt, tgt_type)
     answers = {} if from_memory else _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs)
     now = time.time()
@@ -285,10 +291,16 @@ def _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs):
 # --------------------------------------------------------------------------
 
 
-def _store(kind, minion):
-    """``<cachedir>/k8snode/<kind>/<minion>.json`` (the id checked: it names a file)."""
+def _store_id(minion):
+    """The minion id, checked: it names a file, or a key in the shared store."""
     if not isinstance(minion, str) or not _MINION_ID.match(minion):
         raise ValueError(f"k8snode: invalid minion id {minion!r}: letters, digits, '_', '.', '@', '-'")
+    return minion
+
+
+def _store(kind, minion):
+    """``<cachedir>/k8snode/<kind>/<minion>.json`` (the id checked: it names a file)."""
+    _store_id(minion)
     directory = os.path.join(__opts__["cachedir"], "k8snode", kind)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     return os.path.join(directory, minion + ".json")
@@ -345,9 +357,55 @@ def _locked_json(path):
         os.replace(temp, path)
 
 
+#: Where the fleet memory and heal log live: the master's cachedir (one master), or
+#: Redis through Salt's cache, shared by hot masters (``_k8snode_shared.py``).
+_STORES = ("files", "redis")
+
+
+#: One shared store per Redis the master opts name: the reactor's worker threads share
+#: its connection pool (redis-py's clients are thread-safe) instead of opening one per event.
+_SHARED_STORES = {}
+
+
+def _shared_store():
+    """The shared store when the master opt ``k8snode_store`` is ``redis``, else None."""
+    mode = __opts__.get("k8snode_store", "files")
+    if mode not in _STORES:
+        raise ValueError(f"k8snode: the master opt k8snode_store is {mode!r}: one of {', '.join(_STORES)}")
+    if mode == "files":
+        return None
+    where = tuple(__opts__.get(key) for key in _shared.CONNECTION_OPTS)
+    if where not in _SHARED_STORES:
+        _SHARED_STORES[where] = _shared.SharedStore(__opts__)
+    return _SHARED_STORES[where]
+
+
+def _record(kind, minion):
+    """One minion's fleet memory (``fleet``) or heal log (``heal``), ``{}`` for none."""
+    shared = _shared_store()
+    if shared is not None:
+        _store_id(minion)
+        return shared.read(kind, minion)
+    return _read_json(_store(kind, minion))
+
+
+@contextlib.contextmanager
+def _locked_record(kind, minion):
+    """Read, let the caller change, write back; one writer at a time (across masters
+    with the shared store)."""
+    shared = _shared_store()
+    if shared is not None:
+        _store_id(minion)
+        with shared.locked(kind, minion) as record:
+            yield record
+        return
+    with _locked_json(_store(kind, minion)) as record:
+        yield record
+
+
 def _read_memory(minion):
     try:
-        return _read_json(_store("fleet", minion))
+        return _record("fleet", minion)
     except ValueError:
         return {}
 
@@ -355,16 +413,16 @@ def _read_memory(minion):
 def _read_memories(minions):
     """``{id: remembered}`` for many minions: one path join and one read each (no
     directory check per id: a report from memory reads ten thousand of them)."""
+    valid = [minion for minion in minions if isinstance(minion, str) and _MINION_ID.match(minion)]
+    shared = _shared_store()
+    if shared is not None:
+        return shared.read_many("fleet", valid)
     directory = os.path.join(__opts__["cachedir"], "k8snode", "fleet")
-    return {
-        minion: _read_json(os.path.join(directory, minion + ".json"))
-        for minion in minions
-        if isinstance(minion, str) and _MINION_ID.match(minion)
-    }
+    return {minion: _read_json(os.path.join(directory, minion + ".json")) for minion in valid}
 
 
 def _update_memory(minion, change):
-    with _locked_json(_store("fleet", minion)) as remembered:
+    with _locked_record("fleet", minion) as remembered:
         change(remembered)
 
 
@@ -421,6 +479,9 @@ def _forget_memory(now, max_age):
     forgotten = collections.Counter()
     if accepted is None and max_age is None:
         return forgotten
+    shared = _shared_store()
+    if shared is not None:
+        return _forget_shared(shared, accepted, now, max_age)
     for kind in _MINION_MEMORY:
         directory = os.path.join(__opts__["cachedir"], "k8snode", kind)
         names = _memory_files(directory)
@@ -453,6 +514,26 @@ def _forget(directory, minion, names, by_key, now, max_age):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
     return reason
+
+
+def _forget_shared(shared, accepted, now, max_age):
+    """:func:`_forget_memory` in the shared store: the same rules, each removal decided
+    again under the minion's lock."""
+    forgotten = collections.Counter()
+    for kind in _MINION_MEMORY:
+        ids = [minion for minion in shared.ids(kind) if _MINION_ID.match(minion)]
+        written = {minion: now if max_age is None else shared.written(kind, minion) for minion in ids}
+        for minion in _fleet.memory_to_forget(written, accepted, now, max_age):
+            with shared.holding(kind, minion):
+                still = {minion} if _accepted(minion) else set()
+                again = {minion: now if max_age is None else shared.written(kind, minion)}
+                reason = _fleet.memory_to_forget(again, still if accepted is not None else None, now, max_age)
+                if minion in reason:
+                    shared.remove(kind, minion)
+                    forgotten[f"{kind}: {reason[minion]}"] += 1
+    if forgotten:
+        log.info("k8snode: memory removed: %s", dict(forgotten))
+    return forgotten
 
 
 def _count(counts):
@@ -510,7 +591,7 @@ def _event_minion(tag, data):
     """
     if not isinstance(data, dict):
         raise ValueError(f"k8snode: beacon event data must be a mapping, not {data!r}")
-    _store("fleet", data.get("id"))  # the id names files: check it first
+    _store_id(data.get("id"))  # the id names files: check it first
     parts = (tag or "").split("/", 4)
     if len(parts) != 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "k8snode":
         raise ValueError(f"k8snode: not a k8snode beacon event tag: {tag!r}")
@@ -678,8 +759,7 @@ def _heal(minion, kind, data, timeout, counts):
     if not _accepted(minion):
         return _skip(minion, counts, "no_key", f"{minion} has no accepted key")
     now = time.time()
-    store = _store("heal", minion)
-    gate = _fleet.gate(_read_json(store), now)
+    gate = _fleet.gate(_record("heal", minion), now)
     if gate:
         return _skip(minion, counts, *gate)
     cached = _cached_pillar(minion)
@@ -689,7 +769,7 @@ def _heal(minion, kind, data, timeout, counts):
     if settings is not None and not settings.get("heal"):
         return _skip(minion, counts, "heal_off", "pillar k8snode:drift:heal is not true")
     token = os.urandom(8).hex()
-    with _locked_json(store) as history:
+    with _locked_record("heal", minion) as history:
         gate = _fleet.gate(history, now)
         if not gate:
             history["claim"] = {"token": token, "until": now + __opts__.get("timeout", 5) + timeout}
@@ -698,7 +778,7 @@ def _heal(minion, kind, data, timeout, counts):
     try:
         return _confirmed_heal(minion, kind, data, settings, timeout, counts)
     finally:
-        with _locked_json(store) as history:
+        with _locked_record("heal", minion) as history:
             if (history.get("claim") or {}).get("token") == token:
                 del history["claim"]
 
@@ -710,7 +790,7 @@ def _confirmed_heal(minion, kind, data, settings, timeout, counts):
     if not isinstance(check, dict) or check.get("status") != "fail":
         counts["not_confirmed"] += 1
         if audit is None:
-            with _locked_json(_store("heal", minion)) as history:
+            with _locked_record("heal", minion) as history:
                 history["silent"] = time.time()
         said = "did not answer k8snode.audit" if audit is None else f"says {kind} is {(check or {}).get('status')}"
         reason = f"not confirmed: {minion} {said}"
@@ -724,7 +804,7 @@ def _confirmed_heal(minion, kind, data, settings, timeout, counts):
     if settings is None:
         counts["pillar_compiles"] += 1
         settings = _fleet.drift_settings(_compile_pillar(minion))
-    with _locked_json(_store("heal", minion)) as history:
+    with _locked_record("heal", minion) as history:
         outcome, reason = _fleet.heal_decision(kind, facts, settings, history, now)
     about = {"check": kind, "reason": reason, "boot_file": facts["boot_file"], "detail": facts["detail"]}
     if outcome != "heal":

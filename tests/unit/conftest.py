@@ -87,3 +87,15 @@ def k8snode(tree, monkeypatch):
 def pure_base(tmp_path_factory):
     """A directory for trees made inside hypothesis tests (which dislike function fixtures)."""
     return tmp_path_factory.mktemp("pure")
+
+
+@pytest.fixture
+def master_cache(tmp_path, monkeypatch):
+    """A master's cachedir, and its pki_dir with node1's accepted key, as the runner's opts."""
+    from _runners import k8snode as runner
+
+    (tmp_path / "pki" / "minions").mkdir(parents=True)
+    (tmp_path / "pki" / "minions" / "node1").write_text("a public key")
+    opts = {"cachedir": str(tmp_path), "pki_dir": str(tmp_path / "pki"), "timeout": 5}
+    monkeypatch.setattr(runner, "__opts__", opts, raising=False)
+    return tmp_path

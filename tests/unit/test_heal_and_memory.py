@@ -26,16 +26,6 @@ def _event(**changes):
     return data
 
 
-@pytest.fixture
-def master_cache(tmp_path, monkeypatch):
-    """A master's cachedir, and its pki_dir with node1's accepted key."""
-    (tmp_path / "pki" / "minions").mkdir(parents=True)
-    (tmp_path / "pki" / "minions" / "node1").write_text("a public key")
-    opts = {"cachedir": str(tmp_path), "pki_dir": str(tmp_path / "pki"), "timeout": 5}
-    monkeypatch.setattr(runner, "__opts__", opts, raising=False)
-    return tmp_path
-
-
 def decide(data, settings, history, now=10_000.0, kind="sysctl:net.ipv4.ip_forward"):
     return fleet.heal_decision(kind, data, settings, history, now)
 
