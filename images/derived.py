@@ -3,7 +3,8 @@
 needs beside Salt (systemd's ``systemd-sysctl`` for the boot-value oracle, on bullseye,
 bookworm and trixie; Debian's ``prometheus-node-exporter`` for the drift metrics,
 Debian's ``prometheus`` for promtool); and, for salt-ssh (issue 24), an sshd node with no
-Salt, FROM the Debian base image, and the salt-ssh client on Salt 3006 and 3008.
+Salt, FROM the Debian base image, and the salt-ssh client on Salt 3006 and 3008; Debian's
+redis-server for hot masters sharing the fleet memory.
 
 The tag is ``k8snode-<name>:<release>-<hash>`` where the hash covers the minion image's
 tag (itself a hash of all its inputs) and the Dockerfile's text; an existing tag is
@@ -39,6 +40,7 @@ DERIVED: dict[str, tuple[str, str, str]] = {
     "ssh-target": ("ssh-target.Dockerfile", "bookworm", "BASE_IMAGE_NO_SALT"),
     "salt-ssh-3006": ("salt-ssh-client.Dockerfile", "bullseye", "MINION_IMAGE"),
     "salt-ssh-3008": ("salt-ssh-client.Dockerfile", "bookworm", "MINION_IMAGE"),
+    "redis": ("redis.Dockerfile", "bookworm", "BASE_IMAGE_NO_SALT"),
 }
 
 
