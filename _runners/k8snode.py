@@ -34,10 +34,8 @@ it acts (``source: confirmed``).
 import atexit
 import collections
 import contextlib
-import fcntl
 import gc
 import importlib.util
-import json
 import logging
 import os
 import re
@@ -69,6 +67,7 @@ def _load_helper(file_name):
 
 
 _fleet = _load_helper("_k8snode_fleet.py")
+_files = _load_helper("_k8snode_files.py")
 _shared = _load_helper("_k8snode_shared.py")
 
 
@@ -298,70 +297,28 @@ def _store_id(minion):
     return minion
 
 
+def _valid_id(minion):
+    return isinstance(minion, str) and bool(_MINION_ID.match(minion))
+
+
+# The file store's helpers, also for heal_stats' own file.
+_read_json = _files.read_json
+_flocked = _files.flocked
+_locked_json = _files.locked_json
+
+
+def _file_store():
+    return _files.FileStore(__opts__["cachedir"], _valid_id, _fleet.memory_owner)
+
+
 def _store(kind, minion):
     """``<cachedir>/k8snode/<kind>/<minion>.json`` (the id checked: it names a file)."""
-    _store_id(minion)
-    directory = os.path.join(__opts__["cachedir"], "k8snode", kind)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return os.path.join(directory, minion + ".json")
-
-
-def _read_json(path):
-    """The mapping in a JSON file, ``{}`` for none. ``os.open``/``os.read`` rather than a
-    file object (no buffer, no decoder, no ``isatty`` per file): a report from memory
-    reads one file per minion, and this halves the cost of each (bench/fleet_memory.py)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            chunks = []
-            while chunk := os.read(descriptor, 65536):
-                chunks.append(chunk)
-        finally:
-            os.close(descriptor)
-        found = json.loads(b"".join(chunks))
-    except (OSError, ValueError):
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-@contextlib.contextmanager
-def _flocked(path):
-    """An exclusive ``flock`` on ``path + ".lock"``, the lock every writer of ``path``
-    takes. The reactor runs runners in threads of one process and ``salt-run`` in
-    others: an ``flock`` on a file of the master's own cachedir (each caller opens it
-    anew, so threads exclude each other too) is what every decision below relies on.
-    :func:`_forget_memory` unlinks a lock file while it holds it: a caller that opened
-    the unlinked one finds it no longer at ``path`` once it has it, and opens anew."""
-    while True:
-        lock = open(path + ".lock", "a", encoding="utf-8")  # noqa: SIM115 (closed below or by the with)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if os.path.samestat(os.fstat(lock.fileno()), os.stat(lock.name)):
-                break
-        except FileNotFoundError:
-            pass
-        lock.close()
-    with lock:
-        yield
-
-
-@contextlib.contextmanager
-def _locked_json(path):
-    """Read, let the caller change, write back atomically; one writer at a time."""
-    with _flocked(path):
-        data = _read_json(path)
-        yield data
-        temp = f"{path}.tmp-{os.getpid()}"
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, sort_keys=True)
-        os.replace(temp, path)
+    return _file_store().path(kind, _store_id(minion), create=True)
 
 
 #: Where the fleet memory and heal log live: the master's cachedir (one master), or
 #: Redis through Salt's cache, shared by hot masters (``_k8snode_shared.py``).
 _STORES = ("files", "redis")
-
-
 #: One shared store per Redis the master opts name: the reactor's worker threads share
 #: its connection pool (redis-py's clients are thread-safe) instead of opening one per event.
 _SHARED_STORES = {}
@@ -380,26 +337,21 @@ def _shared_store():
     return _SHARED_STORES[where]
 
 
+def _memory():
+    """The store of the fleet memory and heal log (both stores have the same methods)."""
+    return _shared_store() or _file_store()
+
+
 def _record(kind, minion):
     """One minion's fleet memory (``fleet``) or heal log (``heal``), ``{}`` for none."""
-    shared = _shared_store()
-    if shared is not None:
-        _store_id(minion)
-        return shared.read(kind, minion)
-    return _read_json(_store(kind, minion))
+    return _memory().read(kind, _store_id(minion))
 
 
 @contextlib.contextmanager
 def _locked_record(kind, minion):
     """Read, let the caller change, write back; one writer at a time (across masters
     with the shared store)."""
-    shared = _shared_store()
-    if shared is not None:
-        _store_id(minion)
-        with shared.locked(kind, minion) as record:
-            yield record
-        return
-    with _locked_json(_store(kind, minion)) as record:
+    with _memory().locked(kind, _store_id(minion)) as record:
         yield record
 
 
@@ -411,14 +363,8 @@ def _read_memory(minion):
 
 
 def _read_memories(minions):
-    """``{id: remembered}`` for many minions: one path join and one read each (no
-    directory check per id: a report from memory reads ten thousand of them)."""
-    valid = [minion for minion in minions if isinstance(minion, str) and _MINION_ID.match(minion)]
-    shared = _shared_store()
-    if shared is not None:
-        return shared.read_many("fleet", valid)
-    directory = os.path.join(__opts__["cachedir"], "k8snode", "fleet")
-    return {minion: _read_json(os.path.join(directory, minion + ".json")) for minion in valid}
+    """``{id: remembered}`` for many minions (ten thousand for a report from memory)."""
+    return _memory().read_many("fleet", [minion for minion in minions if _valid_id(minion)])
 
 
 def _update_memory(minion, change):
@@ -447,90 +393,31 @@ def _accepted_ids():
         return None
 
 
-def _written(path):
-    try:
-        return os.stat(path).st_mtime
-    except FileNotFoundError:
-        return 0
-
-
-def _memory_files(directory):
-    """``{id: [file names]}`` of one memory directory, in one ``scandir`` pass: only the
-    names its writers make (``<id>.json``, ``.lock``, ``.tmp-<pid>``) with a valid id."""
-    names = collections.defaultdict(list)
-    try:
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                minion = _fleet.memory_owner(entry.name)
-                if minion and _MINION_ID.match(minion) and entry.is_file(follow_symlinks=False):
-                    names[minion].append(entry.name)
-    except FileNotFoundError:
-        pass
-    return names
-
-
 def _forget_memory(now, max_age):
     """
-    Remove, from ``<cachedir>/k8snode/fleet`` and ``heal`` only, the files of every id
-    :func:`_fleet.memory_to_forget` names: no accepted key, or its ``<id>.json`` not
-    written for ``max_age`` seconds (None: never by age). Returns the counts per reason.
+    Remove, from the fleet memory and the heal log only, the records of every id
+    :func:`_fleet.memory_to_forget` names: no accepted key, or not written for
+    ``max_age`` seconds (None: never by age); each removal decided again under the
+    minion's lock (a writer may have come since the listing). Returns the counts per
+    reason.
     """
     accepted = _accepted_ids()
     forgotten = collections.Counter()
     if accepted is None and max_age is None:
         return forgotten
-    shared = _shared_store()
-    if shared is not None:
-        return _forget_shared(shared, accepted, now, max_age)
+    store = _memory()
     for kind in _MINION_MEMORY:
-        directory = os.path.join(__opts__["cachedir"], "k8snode", kind)
-        names = _memory_files(directory)
-        # Without an age limit the write time decides nothing: no stat per file.
-        written = {
-            minion: now if max_age is None else _written(os.path.join(directory, minion + ".json")) for minion in names
-        }
+        ids = store.ids(kind)
+        # Without an age limit the write time decides nothing: no stat per record.
+        written = {minion: now if max_age is None else store.written(kind, minion) for minion in ids}
         for minion in _fleet.memory_to_forget(written, accepted, now, max_age):
-            reason = _forget(directory, minion, names[minion], accepted is not None, now, max_age)
-            if reason:
-                forgotten[f"{kind}: {reason}"] += 1
-    if forgotten:
-        log.info("k8snode: memory removed: %s", dict(forgotten))
-    return forgotten
-
-
-def _forget(directory, minion, names, by_key, now, max_age):
-    """Remove one minion's files of ``directory`` if, under its lock (a writer may have
-    come since the scan), it still has no accepted key or is still too old; the lock
-    file goes last, while held (see :func:`_flocked`). Returns the reason, or None."""
-    path = os.path.join(directory, minion + ".json")
-    with _flocked(path):
-        accepted = ({minion} if _accepted(minion) else set()) if by_key else None
-        written = {minion: now if max_age is None else _written(path)}
-        reason = _fleet.memory_to_forget(written, accepted, now, max_age).get(minion)
-        if reason is None:
-            return None
-        files = {os.path.join(directory, name) for name in names} | {path}
-        for leftover in sorted(files - {path + ".lock"}) + [path + ".lock"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-    return reason
-
-
-def _forget_shared(shared, accepted, now, max_age):
-    """:func:`_forget_memory` in the shared store: the same rules, each removal decided
-    again under the minion's lock."""
-    forgotten = collections.Counter()
-    for kind in _MINION_MEMORY:
-        ids = [minion for minion in shared.ids(kind) if _MINION_ID.match(minion)]
-        written = {minion: now if max_age is None else shared.written(kind, minion) for minion in ids}
-        for minion in _fleet.memory_to_forget(written, accepted, now, max_age):
-            with shared.holding(kind, minion):
-                still = {minion} if _accepted(minion) else set()
-                again = {minion: now if max_age is None else shared.written(kind, minion)}
-                reason = _fleet.memory_to_forget(again, still if accepted is not None else None, now, max_age)
-                if minion in reason:
-                    shared.remove(kind, minion)
-                    forgotten[f"{kind}: {reason[minion]}"] += 1
+            with store.holding(kind, minion):
+                still = ({minion} if _accepted(minion) else set()) if accepted is not None else None
+                again = {minion: now if max_age is None else store.written(kind, minion)}
+                reason = _fleet.memory_to_forget(again, still, now, max_age).get(minion)
+                if reason:
+                    store.remove(kind, minion)
+                    forgotten[f"{kind}: {reason}"] += 1
     if forgotten:
         log.info("k8snode: memory removed: %s", dict(forgotten))
     return forgotten
