@@ -59,28 +59,26 @@ def bank(kind):
 
 
 class SharedStore:
-    """``read``, ``read_many``, ``locked`` (a read-modify-write under the lock),
-    ``ids``, ``written`` and ``remove``: what the runner's memory needs, in Salt's cache."""
+    """The file store's methods (``_k8snode_files.FileStore``) over Salt's cache: ``read``,
+    ``read_many``, ``locked`` (a read-modify-write under the lock), ``holding``, ``ids``,
+    ``written``, ``remove`` and ``reachable``."""
 
-    def __init__(self, opts, cache_factory=None, redis_module=None):
+    def __init__(self, opts):
         if opts.get("cache.redis.cluster_mode"):
             raise SharedStoreError("k8snode_store: redis: Redis cluster mode is not supported (one server's SET NX)")
-        if redis_module is None:
-            import redis as redis_module  # noqa: PLC0415 (only with k8snode_store: cache)
-            import redis.backoff  # noqa: PLC0415
-            import redis.retry  # noqa: PLC0415, F401
-        if cache_factory is None:
-            import salt.cache  # noqa: PLC0415
+        # Only with k8snode_store: redis (redis-py is Salt's redis cache driver's dependency too).
+        import redis  # noqa: PLC0415
+        import redis.backoff  # noqa: PLC0415
+        import redis.retry  # noqa: PLC0415
+        import salt.cache  # noqa: PLC0415
+        import salt.exceptions  # noqa: PLC0415
 
-            # Cache, not salt.cache.factory: with memcache_expire_seconds set, factory adds
-            # a per-process memory layer, and one master would read its own stale copy.
-            def cache_factory(opts):
-                return salt.cache.Cache(opts, driver="redis")
-
-        self._errors = (redis_module.exceptions.RedisError, OSError) + _salt_cache_errors()
+        self._errors = (redis.exceptions.RedisError, OSError, salt.exceptions.SaltCacheError)
         self.where = _describe(opts)
-        self.cache = cache_factory(opts)
-        self.redis = redis_module.Redis(
+        # Cache, not salt.cache.factory: with memcache_expire_seconds set, factory adds a
+        # per-process memory layer, and one master would read its own stale copy.
+        self.cache = salt.cache.Cache(opts, driver="redis")
+        self.redis = redis.Redis(
             host=opts.get("cache.redis.host", "localhost"),
             port=opts.get("cache.redis.port", 6379),
             unix_socket_path=opts.get("cache.redis.unix_socket_path"),
@@ -90,7 +88,7 @@ class SharedStore:
             socket_connect_timeout=SOCKET_TIMEOUT,
             # No retries with back-off (redis-py's default): a runner on a stopped Redis
             # fails at once with the reason.
-            retry=redis_module.retry.Retry(redis_module.backoff.NoBackoff(), 0),
+            retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
         )
 
     @contextlib.contextmanager
@@ -158,14 +156,6 @@ class SharedStore:
     def remove(self, kind, minion):
         with self._reaching(f"forget {minion}"):
             self.cache.flush(bank(kind), minion)
-
-
-def _salt_cache_errors():
-    try:
-        import salt.exceptions  # noqa: PLC0415
-    except ImportError:
-        return ()
-    return (salt.exceptions.SaltCacheError,)
 
 
 def _describe(opts):

@@ -55,7 +55,8 @@ _MINION_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,252}$")
 
 def _load_helper(file_name):
     """A helper beside this file (``_k8snode_fleet.py``, the runner's pure half;
-    ``_k8snode_shared.py``, the shared memory), imported by path under a private name
+    ``_k8snode_files.py`` and ``_k8snode_shared.py``, the two stores of the fleet memory),
+    imported by path under a private name
     each time this module is loaded (a re-sync is never served stale). Salt's loader
     skips them (their names start with ``_``); ``saltutil.sync_runners``, ``runner_dirs``
     and ``pip install`` all put them beside this file."""
@@ -193,10 +194,8 @@ def report(
         )
     else:
         max_age = _fleet.memory_max_age(memory_max_age, "memory_max_age")
-    shared = _shared_store()
-    if shared is not None:
-        # Before anything is published or expanded: a stopped Redis is named at once.
-        shared.reachable()
+    # Before anything is published or expanded: a stopped Redis is named at once.
+    _memory().reachable()
     expected = _expected_minions(tgt, tgt_type)
     answers = {} if from_memory else _audit_answers(tgt, tgt_type, expected, batch, timeout, audit_kwargs)
     now = time.time()
@@ -356,10 +355,7 @@ def _locked_record(kind, minion):
 
 
 def _read_memory(minion):
-    try:
-        return _record("fleet", minion)
-    except ValueError:
-        return {}
+    return _record("fleet", minion) if _valid_id(minion) else {}
 
 
 def _read_memories(minions):
