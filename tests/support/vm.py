@@ -230,6 +230,8 @@ class VmNode:
     minion_id: str
     link: MasterLink
     l2: L2Link | None = None
+    #: A disk to start from instead of the image's (a baked node's, :func:`from_baked_disk`).
+    backing: Path | None = None
     process: subprocess.Popen | None = None
     boots: int = 0
     started_at: float = 0.0
@@ -278,8 +280,9 @@ class VmNode:
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.disk.exists():
             return
+        backing, backing_format = (self.backing, "qcow2") if self.backing else (self.image.disk, "raw")
         subprocess.run(
-            [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(self.image.disk), "-F", "raw", str(self.disk)],
+            [QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", backing_format, str(self.disk)],
             check=True,
             capture_output=True,
         )
@@ -500,11 +503,26 @@ def reboot_together(nodes: list[VmNode]) -> list[float]:
 
 
 def new_node(
-    session_dir: Path, image, link: MasterLink, minion_id: str, name: str | None = None, l2: L2Link | None = None
+    session_dir: Path,
+    image,
+    link: MasterLink,
+    minion_id: str,
+    name: str | None = None,
+    l2: L2Link | None = None,
+    backing: Path | None = None,
 ) -> VmNode:
     directory = session_dir / (name or f"{minion_id}-{secrets.token_hex(3)}")
     directory.mkdir(parents=True)
-    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, l2=l2)
+    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, l2=l2, backing=backing)
+
+
+def from_baked_disk(baked: VmNode, minion_id: str) -> VmNode:
+    """A new node whose disk is a copy-on-write layer over ``baked``'s (powered off): what
+    booting a VM made from an image baked on ``baked`` looks like. Its own minion id (the
+    kernel command line sets it at every boot); nothing is synced to it."""
+    if baked.running():
+        raise VmError(f"{baked.minion_id} is still running: power it off before booting its disk again")
+    return new_node(baked.directory.parent, baked.image, baked.link, minion_id, backing=baked.disk)
 
 
 def sync_extension(*nodes: VmNode) -> None:

@@ -20,8 +20,11 @@ each reboot below proves a step of both, so one node boots five times:
 2. reboot: both swaps active at boot; the audit names ``99-sysctl.conf`` and both swap
    sources; the kubeadm apply fails the ``ip_forward`` item and the swap unit item;
    the operator disables the unit, the next apply fails only ``ip_forward``;
-3. reboot: ``ip_forward`` is 0 as predicted, no swap; ``files:`` zz-k8snode.conf fixes it;
-4. reboot: ``ip_forward`` is 1, no swap, the node is ready; ``k8snode.absent``;
+3. reboot: ``ip_forward`` is 0 as predicted, no swap; ``files:`` zz-k8snode.conf fixes it,
+   applied masterless in the guest (``salt-call --local``, as Packer bakes an image), then
+   a clean poweroff;
+4. the first boot of a new node made from that disk (issue 24's image baking): with no
+   Salt run, ``ip_forward`` is 1, no swap, the node is ready; ``k8snode.absent``;
 5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted); with
    ``failSwapOn: false`` in the kubelet's config file, kubeadm's profile leaves it on and the
    node is ready; without that line it is not (issue 19).
@@ -32,8 +35,12 @@ applied before boot 4 is the kernel's value after it (the fix survives the reboo
 ``k8snode.absent`` takes it away again at boot 5.
 """
 
+import json
+
 import pytest
 
+from tests.integration.vm.conftest import VM_NODES
+from tests.support import nodes, vm
 from tests.support.vm_checks import (
     SYSCTL_FILE,
     apply,
@@ -77,7 +84,23 @@ sync
 """
 
 
-def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_says(salt_master, fresh_vm):
+def bake(master, node, pillar_data):
+    """``salt-call --local state.apply k8snode`` inside the guest, as Packer's masterless
+    provisioner runs it while it builds an image (issue 24): the state tree uploaded first
+    (here from the master's file server, ``cp.get_dir``), the pillar given on the command
+    line; the modules are the ones synced to the node. Returns (exit code, the single
+    state's return)."""
+    code, copied = node.link.salt(node.minion_id, "cp.get_dir", "salt://k8snode", "/srv/bake")
+    assert code == 0 and copied, copied
+    ran = node.run(
+        "salt-call --local --retcode-passthrough --out=json --file-root=/srv/bake "
+        f"state.apply k8snode pillar='{json.dumps(pillar_data)}'",
+        timeout=300,
+    )
+    return ran["retcode"], nodes.only_state(json.loads(ran["stdout"])["local"])
+
+
+def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_says(salt_master, fresh_vm, request):
     node = fresh_vm()
     # Debian 12: procps links 99-sysctl.conf to /etc/sysctl.conf, read after 99-k8snode.conf.
     assert node.sh(f"readlink {SYSCTL_CONF_LINK}").strip() == "../sysctl.conf"
@@ -104,7 +127,7 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     assert swaps(node) == []
     assert audit(salt_master, node)["failing"] == [IP_FORWARD]  # swap is off for good
 
-    code, state = apply(salt_master, node, pillar=pillar(RESERVED))
+    code, state = bake(salt_master, node, pillar(RESERVED))
     assert code == 0 and state["result"] is True, state
     predicted = audit(salt_master, node)
     check = predicted["checks"][IP_FORWARD]
@@ -114,7 +137,12 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     assert predicted["ready"] is True, predicted["failing"]
     assert (predicted["checks"]["swap"]["live"], predicted["checks"]["swap"]["boot"]) == ([], [])
 
-    node.reboot()  # 4
+    # As Packer ends a build: a clean poweroff. Boot 4 is the first boot of a new node made
+    # from that disk, with its own minion id and no Salt run before these checks.
+    node.poweroff()
+    node = vm.from_baked_disk(node, f"{node.minion_id}-baked")
+    request.node.stash[VM_NODES].append(node)  # killed and its key deleted after the test
+    node.boot()  # 4
     assert live_sysctls(node, ["net.ipv4.ip_forward", "net.ipv4.ip_local_reserved_ports"]) == {
         "net.ipv4.ip_forward": "1",
         "net.ipv4.ip_local_reserved_ports": NODE_PORTS,  # the kernel's own reading of the file
