@@ -69,8 +69,6 @@ class FileStore:
     and ``reachable`` over ``<cachedir>/k8snode/<kind>/``; ids are checked by the caller.
     ``owner(file name)`` is the id a file the writers make belongs to, or None."""
 
-    where = "files in the master's cachedir"
-
     def __init__(self, cachedir, valid_id, owner):
         self.root = os.path.join(cachedir, "k8snode")
         self.valid_id = valid_id

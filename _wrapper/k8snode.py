@@ -10,8 +10,10 @@ its ``k8snode`` settings as the ``pillar`` argument, which is exactly what the m
 would have read from ``__pillar__`` on a minion. The other functions of the module need
 no pillar and go to the host unwrapped.
 
-Loaded by the master's salt-ssh: ``salt-run saltutil.sync_wrapper`` (Salt 3007 and later)
-or ``wrapper_dirs`` in the master config (Salt 3006), or from the installed extension.
+Loaded by the master's salt-ssh from ``module_dirs`` (the repository root: its
+``_wrapper``), on Salt 3006 and 3008 alike, or from the installed extension. Not from
+``wrapper_dirs``: salt-ssh loads wrappers a second time with the options it fetched from
+the host, where only ``module_dirs`` and ``extension_modules`` come from the master's.
 """
 
 import salt.client.ssh.wrapper

@@ -11,8 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.support import prometheus_server
-from tests.support.harness import REPO_ROOT
+from tests.support.harness import REPO_ROOT, tar_of
 
 RULES_DIR = REPO_ROOT / "prometheus"
 RULES, RULE_TESTS = "k8snode-alerts.yaml", "k8snode-alerts.test.yaml"
@@ -30,7 +29,7 @@ def prometheus_image(docker_client):
 def promtool(image, *args, directory=RULES_DIR):
     """``promtool ARGS`` in /rules of a throw-away container holding the rules and their
     tests from ``directory``."""
-    archive = prometheus_server.tar_of({name: (directory / name).read_text() for name in (RULES, RULE_TESTS)})
+    archive = tar_of({name: (directory / name).read_text() for name in (RULES, RULE_TESTS)})
     script = 'mkdir /rules && cd /rules && tar -x && exec promtool "$@"'
     return subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", image, "sh", "-c", script, "promtool", *args],

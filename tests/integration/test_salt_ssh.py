@@ -28,7 +28,7 @@ import concurrent.futures
 import pytest
 
 from images import derived
-from tests.support import salt_ssh
+from tests.support import harness, salt_ssh
 from tests.support.salt_ssh import SaltSshClient
 
 CLIENTS = {"3006": "salt-ssh-3006", "3008": "salt-ssh-3008"}
@@ -131,7 +131,7 @@ def five_calls(ssh, node, major):
 
 
 def installed_extension(ssh, node, major, extension_wheel):
-    ssh.container.put_archive("/tmp", salt_ssh.tar_of({extension_wheel.name: extension_wheel.read_bytes()}))
+    ssh.container.put_archive("/tmp", harness.tar_of({extension_wheel.name: extension_wheel.read_bytes()}))
     pip = ("/opt/salt/bin/pip", "install", "--no-deps", "--no-index", f"/tmp/{extension_wheel.name}")
     code, _, err = salt_ssh.run(ssh.container, *pip)
     assert code == 0, err

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 import secrets
 import shutil
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +153,18 @@ def listen_ports(host: str, count: int = 1, rng=None, udp: bool = False) -> list
         if len(chosen) == count:
             return chosen
     raise RuntimeError(f"no {count} free {'UDP' if udp else 'TCP'} ports on {host} in {_LISTEN_PORT_FLOOR}-{top}")
+
+
+def tar_of(files: dict[str, bytes | str], mode: int = 0o644) -> bytes:
+    """A tar archive of ``{name: text or bytes}`` (for ``put_archive``)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 def owner_labels() -> dict[str, str]:

@@ -10,16 +10,15 @@ wants. Expressions, labels and annotations are the shipped text.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import secrets
-import tarfile
 import time
 import urllib.parse
 import urllib.request
 
 from tests.support import harness
+from tests.support.harness import tar_of
 
 RULES = harness.REPO_ROOT / "prometheus" / "k8snode-alerts.yaml"
 SHORT_FOR = "4s"
@@ -32,18 +31,6 @@ def shortened_rules(text: str | None = None) -> str:
     shortened, count = re.subn(r"(?m)^(\s+for:\s*)\S+$", rf"\g<1>{SHORT_FOR}", text)
     assert count >= 3, f"expected the rules' for: lines, found {count}"
     return shortened
-
-
-def tar_of(files: dict[str, str]) -> bytes:
-    """A tar archive of ``{name: text}`` (for ``put_archive`` or a container's stdin)."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 class Prometheus:

@@ -13,6 +13,7 @@ import secrets
 import tarfile
 
 from tests.support import harness
+from tests.support.harness import tar_of
 
 CAP_ADD = ["NET_ADMIN", "SYS_ADMIN"]
 #: The file-server layout the README gives: the extension's directories at one file root,
@@ -23,17 +24,6 @@ PILLAR = {
     "top.sls": 'base:\n  "*": [cgroup_v1]\n',
     "cgroup_v1.sls": "k8snode:\n  kubelet:\n    fail_cgroup_v1: false\n",
 }
-
-
-def tar_of(files: dict[str, bytes | str], mode: int = 0o644) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def repo_tar() -> bytes:
