@@ -187,24 +187,33 @@ def positive(settings, key, default):
     return value
 
 
-def gate(history, now):
+def gate(history, now, fired=None):
     """``(key, reason)`` when the minion's heal log alone stops an event, else None; pure.
 
     Needs no pillar: a claim another runner holds (until it expires), a confirmation the
     minion did not answer within a cooldown (it could not be healed either; a forger
     cannot make a minion silent), and the cooldown and "gave up" of the settings the
     last decision used (``history["limits"]``).
+
+    ``fired``: when the master fired the event (its ``_stamp``, set by the master's event
+    bus, not by the sender). The silence and the heal cooldown are measured from then,
+    not from ``now``: behind a reactor backlog longer than the cooldown, the second
+    event of a storm about a silent minion reaches the runner more than a cooldown after
+    the first one's confirmation went unanswered, and would publish to it again (measured
+    with bench/storm.py: two confirmations per silent minion). An event fired before the
+    silence or the heal is older than what decided them.
     """
     if (history.get("claim") or {}).get("until", 0) > now:
         return "under_way", "a heal of this minion is under way"
+    at = now if fired is None else min(now, fired)
     limits = history.get("limits")
-    if "silent" in history and now - history["silent"] < (limits or {}).get("cooldown", HEAL_COOLDOWN):
-        return "silent", "the minion did not answer moments ago"
+    if "silent" in history and at - history["silent"] < (limits or {}).get("cooldown", HEAL_COOLDOWN):
+        return "silent", "the minion did not answer moments before this event or since"
     if not limits:
         return None
     heals = history.get("heals", [])
-    if heals and now - heals[-1] < limits["cooldown"]:
-        return "cooldown", "a heal ran moments ago"
+    if heals and at - heals[-1] < limits["cooldown"]:
+        return "cooldown", "a heal ran moments before this event or since"
     if "gave_up" in history and history["gave_up"] > now - limits["window"]:
         return "gave_up_already", "gave up already"
     return None

@@ -34,6 +34,7 @@ it acts (``source: confirmed``).
 import atexit
 import collections
 import contextlib
+import datetime
 import gc
 import importlib.util
 import logging
@@ -631,6 +632,19 @@ def heal(tag=None, data=None, timeout=300):
     return result
 
 
+def _fired_at(data):
+    """When the master fired the event: its ``_stamp`` (ISO 8601, UTC; Salt's event bus
+    sets it on every event it fires, over whatever the sender put there), as epoch
+    seconds; None when it is missing or unreadable."""
+    try:
+        stamp = datetime.datetime.fromisoformat(str(data["_stamp"]))
+    except (KeyError, ValueError):
+        return None
+    if stamp.tzinfo is None:  # Salt before 3007 wrote utcnow().isoformat(): naive UTC
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp()
+
+
 def _skip(minion, counts, key, reason):
     counts[f"skipped:{key}"] += 1
     return {"minion": minion, "outcome": "ignored", "reason": reason}
@@ -642,7 +656,8 @@ def _heal(minion, kind, data, timeout, counts):
     if not _accepted(minion):
         return _skip(minion, counts, "no_key", f"{minion} has no accepted key")
     now = time.time()
-    gate = _fleet.gate(_record("heal", minion), now)
+    fired = _fired_at(data)
+    gate = _fleet.gate(_record("heal", minion), now, fired)
     if gate:
         return _skip(minion, counts, *gate)
     cached = _cached_pillar(minion)
@@ -653,7 +668,7 @@ def _heal(minion, kind, data, timeout, counts):
         return _skip(minion, counts, "heal_off", "pillar k8snode:drift:heal is not true")
     token = os.urandom(8).hex()
     with _locked_record("heal", minion) as history:
-        gate = _fleet.gate(history, now)
+        gate = _fleet.gate(history, now, fired)
         if not gate:
             history["claim"] = {"token": token, "until": now + __opts__.get("timeout", 5) + timeout}
     if gate:

@@ -125,11 +125,58 @@ def test_a_silent_minion_is_asked_once_per_cooldown(salt, monkeypatch):
     monkeypatch.setattr(runner.time, "time", lambda: clock[0])
     assert runner.heal(tag(), event())["outcome"] == "not_confirmed"
     clock[0] += 10
-    assert runner.heal(tag(), event())["reason"] == "the minion did not answer moments ago"
+    assert runner.heal(tag(), event())["reason"] == "the minion did not answer moments before this event or since"
     assert salt.calls["confirm"] == 1 and counts()["skipped:silent"] == 1
     clock[0] += 30
     salt.audits["node1"] = audit("fail")
     assert runner.heal(tag(), event())["outcome"] == "applied"
+
+
+def _stamp(epoch, salt_major):
+    """An event's ``_stamp`` as Salt's event bus writes it (salt/utils/event.py
+    ``fire_event``): 3006 ``datetime.utcnow().isoformat()`` (naive, UTC), 3008
+    ``datetime.now(timezone.utc).isoformat()`` (with its offset)."""
+    import datetime
+
+    aware = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return (aware.replace(tzinfo=None) if salt_major == 3006 else aware).isoformat()
+
+
+@pytest.mark.parametrize("salt_major", [3006, 3008])
+def test_behind_a_backlog_the_silence_counts_from_when_the_event_was_fired(salt, monkeypatch, salt_major):
+    """A storm's second event about a silent minion, fired 10 s after the first but worked
+    100 s later (a reactor backlog): the minion had not answered 10 s before it was fired,
+    so no second publish (bench/storm.py measured two confirmations per silent minion)."""
+    clock = [10_000.0]
+    monkeypatch.setattr(runner.time, "time", lambda: clock[0])
+    assert runner.heal(tag(), event(_stamp=_stamp(9_990.0, salt_major)))["outcome"] == "not_confirmed"
+    clock[0] += 100
+    second = runner.heal(tag(), event(_stamp=_stamp(10_010.0, salt_major)))
+    assert second["reason"] == "the minion did not answer moments before this event or since"
+    # Fired a cooldown (30 s) after the minion went unanswered: asked again.
+    salt.audits["node1"] = audit("fail")
+    assert runner.heal(tag(), event(_stamp=_stamp(10_031.0, salt_major)))["outcome"] == "applied"
+    assert salt.calls["confirm"] == 2 and counts()["skipped:silent"] == 1
+
+
+def test_an_event_fired_before_the_last_heal_starts_nothing(salt, monkeypatch):
+    """The heal that ran after an event was fired already answered it, however late the
+    event reaches the runner."""
+    clock = [10_000.0]
+    monkeypatch.setattr(runner.time, "time", lambda: clock[0])
+    salt.audits["node1"] = audit("fail")
+    assert runner.heal(tag(), event(_stamp=_stamp(9_999.0, 3008)))["outcome"] == "applied"
+    clock[0] += 300
+    late = runner.heal(tag(), event(_stamp=_stamp(9_995.0, 3008)))
+    assert late["reason"] == "a heal ran moments before this event or since"
+    assert salt.calls["confirm"] == 1
+
+
+def test_an_unreadable_stamp_is_measured_from_now():
+    assert runner._fired_at({}) is None
+    assert runner._fired_at({"_stamp": "yesterday"}) is None
+    assert runner._fired_at({"_stamp": "1970-01-01T00:01:40"}) == 100.0
+    assert runner._fired_at({"_stamp": "1970-01-01T00:01:40+00:00"}) == 100.0
 
 
 def test_a_minion_that_says_ok_is_asked_again_at_the_next_event(salt):
@@ -173,7 +220,11 @@ def test_the_cooldown_stops_an_event_before_any_pillar_or_publish(salt):
     salt.calls.update(dict.fromkeys(salt.calls, 0))
     for other in ("sysctl:net.bridge.bridge-nf-call-iptables", "module:br_netfilter", CHECK):
         result = runner.heal(tag(kind=other), event(check=other))
-        assert result == {"minion": "node1", "outcome": "ignored", "reason": "a heal ran moments ago"}
+        assert result == {
+            "minion": "node1",
+            "outcome": "ignored",
+            "reason": "a heal ran moments before this event or since",
+        }
     assert salt.calls == {"cached_pillar": 0, "compile": 0, "confirm": 0, "apply": 0}
     assert counts()["skipped:cooldown"] == 3
 
@@ -231,7 +282,8 @@ def test_concurrent_runners_for_one_minion_heal_it_once(salt):
     assert salt.calls["apply"] == 1 and salt.calls["confirm"] == 1 and salt.calls["compile"] <= 1
     assert {result["reason"] for result in results if result["outcome"] == "ignored"} <= {
         "a heal of this minion is under way",
-        "a heal ran moments ago",
+        "a heal ran moments before this event or since",  # the gate
+        "a heal ran moments ago",  # the decision, after a confirmation
     }
     assert counts()["heal_calls"] == 12
 
@@ -268,6 +320,13 @@ def test_the_gate_is_pure_and_needs_no_settings():
     assert fleet.gate({"limits": limits, "gave_up": 50.0}, 700.0) is None
     assert fleet.gate({"silent": 90.0}, 100.0)[0] == "silent"  # the default cooldown, 30 s
     assert fleet.gate({"silent": 90.0, "limits": dict(limits, cooldown=5)}, 100.0) is None
+    # Measured from when the event was fired, never later than now.
+    assert fleet.gate({"silent": 90.0}, 500.0, fired=100.0)[0] == "silent"
+    assert fleet.gate({"silent": 90.0}, 500.0, fired=50.0)[0] == "silent"  # fired before the silence
+    assert fleet.gate({"silent": 90.0}, 500.0, fired=120.0) is None
+    assert fleet.gate({"silent": 90.0}, 100.0, fired=900.0)[0] == "silent"  # a stamp ahead: now counts
+    assert fleet.gate({"limits": limits, "heals": [60.0]}, 500.0, fired=70.0)[0] == "cooldown"
+    assert fleet.gate({"limits": limits, "heals": [60.0]}, 500.0, fired=90.0) is None
 
 
 @pytest.mark.parametrize("layout", ["3006", "3008"])
