@@ -14,7 +14,7 @@ Fleet readiness: which hosts are correct Kubernetes nodes, and why not.
 answer.
 
 With the ``k8snode`` beacon on, the drift reactor (``salt/reactor/k8snode_drift.sls``)
-calls :func:`remember` and :func:`heal` for every beacon event: the report then shows
+calls :func:`drift` for every beacon event (:func:`remember`, then :func:`heal`): the report then shows
 the last known state of a host that does not answer, and counts drift events per
 host; ``heal`` re-applies ``k8snode`` on a drifted minion when its pillar allows it.
 
@@ -491,6 +491,29 @@ def _accepted(minion):
     return os.path.isfile(os.path.join(pki, "minions", minion))
 
 
+def drift(tag=None, data=None, timeout=300):
+    """
+    The drift reactor's one call per ``k8snode`` beacon event: :func:`remember` it, then,
+    for a check that turned ``fail``, :func:`heal` it. One runner call per event, not
+    two: Salt's reactor queues each runner call on ``reactor_worker_threads`` with room
+    for ``reactor_worker_hwm`` (10,000) and drops what does not fit; with two calls
+    per event a fleet-wide drift of 1,000 minions x 3 checks, twice, dropped 776 of
+    them (bench/storm.py). Returns ``{"remember": ..., "heal": ...}`` (``heal`` None
+    when the event needs none).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run k8snode.drift tag=salt/beacon/node1/k8snode/sysctl:net.ipv4.ip_forward data='{"id": "node1", ...}'
+    """
+    data = data or {}
+    remembered = remember(tag, data)
+    _minion, kind = _event_minion(tag, data)
+    wanted = kind != "summary" and data.get("new_status") == "fail"
+    return {"remember": remembered, "heal": heal(tag, data, timeout) if wanted else None}
+
+
 def remember(tag=None, data=None):
     """
     Record a ``k8snode`` beacon event in the master's fleet memory as what it is, a
@@ -498,7 +521,7 @@ def remember(tag=None, data=None):
     event; ``source: beacon claim``) and, for a change, a drift event (time, check, new
     status). Never the host's ``last_known`` state, which only the minion's own audit
     returns set (see :func:`report` and :func:`heal`). An id without an accepted key
-    is not recorded. Called by the drift reactor.
+    is not recorded. Called by :func:`drift`.
 
     CLI Example:
 
@@ -613,7 +636,7 @@ def heal(tag=None, data=None, timeout=300):
     under the log's lock, expiring after the master's ``timeout`` plus ``timeout``).
     Fires ``k8snode/heal/<id>/applied`` (with the state result),
     ``k8snode/heal/<id>/not_healed`` (with the reason) or, once per window,
-    ``k8snode/heal/<id>/gave_up``. Counts: :func:`heal_stats`. Called by the drift reactor.
+    ``k8snode/heal/<id>/gave_up``. Counts: :func:`heal_stats`. Called by :func:`drift`.
 
     CLI Example:
 

@@ -6,16 +6,10 @@
     "ok again" and summary events never heal: a heal's own changes cannot start
     another heal. Counts: salt-run k8snode.heal_stats. Wired by salt/reactor/master.conf. #}
 {%- set kind = tag.split('/')[-1] %}
-k8snode remember {{ kind }}:
-  runner.k8snode.remember:
+{#- One runner call per event (k8snode.drift remembers, then heals a fail): Salt's
+    reactor drops runner calls beyond reactor_worker_hwm. #}
+k8snode drift {{ kind }}:
+  runner.k8snode.drift:
     - args:
       - tag: {{ tag | yaml_dquote }}
       - data: {{ data | json }}
-{%- if kind != 'summary' and data.get('new_status') == 'fail' %}
-
-k8snode heal {{ kind }}:
-  runner.k8snode.heal:
-    - args:
-      - tag: {{ tag | yaml_dquote }}
-      - data: {{ data | json }}
-{%- endif %}

@@ -386,3 +386,28 @@ def test_a_confirmation_waits_the_timeout_then_two_seconds_not_gather_job_timeou
         5,
         2,
     )
+
+
+def test_the_reactor_makes_one_runner_call_per_event(salt):
+    """salt/reactor/k8snode_drift.sls calls k8snode.drift once per event (Salt's reactor
+    drops runner calls beyond reactor_worker_hwm): it remembers every event and heals
+    only a check that turned fail."""
+    sls = (Path(runner.__file__).parent.parent / "salt" / "reactor" / "k8snode_drift.sls").read_text()
+    assert sls.count("runner.") == 1 and "runner.k8snode.drift:" in sls
+    salt.audits["node1"] = audit("fail")
+    result = runner.drift(tag(), event())
+    assert result["remember"]["recorded"] is True and result["heal"]["outcome"] == "applied"
+    back = runner.drift(tag(), event(old_status="fail", new_status="ok"))
+    assert back == {"remember": {"minion": "node1", "event": CHECK, "recorded": True}, "heal": None}
+    summary = runner.drift(tag(kind="summary"), {"id": "node1", "ready": True, "failing": []})
+    assert summary["heal"] is None
+    assert counts() == {
+        "remember_calls": 3,
+        "claims_recorded": 3,
+        "heal_calls": 1,
+        "confirmations": 1,
+        "confirmed": 1,
+        "pillar_compiles": 1,
+        "heals": 1,
+    }
+    assert salt.calls["apply"] == 1
