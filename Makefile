@@ -47,3 +47,4 @@ bench: setup images
 	$(PYTHON) bench/drift.py
 	$(PYTHON) bench/fleet_memory.py
 	$(PYTHON) bench/storm.py
+	$(PYTHON) bench/swarm.py
