@@ -16,9 +16,10 @@ images: setup
 # and real-node VMs in tests/integration/vm: `pytest -m real_node` runs only those).
 # The images build in the background from the moment the Docker engine is up, while the
 # venv installs and unit and functional run (scripts/bootstrap.sh, tests/conftest.py).
+# scripts/run_tests.py runs the real-node tier beside everything else (two pytest sessions).
 test: BOOTSTRAP_FLAGS = --images-in-background
 test: setup lint docs
-	$(PYTHON) -m pytest --durations=25
+	$(PYTHON) scripts/run_tests.py
 
 demo: setup images
 	$(PYTHON) scripts/demo.py
