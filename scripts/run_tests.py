@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -55,10 +54,6 @@ STREAMS = (
     ("real-node tier", "real_node", 10),
     ("everything else", "not real_node", 25),
 )
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _pytest(marker: str, durations: int, extra: list[str], junit_dir: Path | None, name: str) -> list[str]:
@@ -100,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                         stderr=subprocess.STDOUT,
                         env=vm_env,
                         cwd=REPO_ROOT,
-                        preexec_fn=_die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG only
+                        preexec_fn=harness.die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - PR_SET_PDEATHSIG only
                     )
                 )
             print(f"[run_tests] the {vm_name} runs beside this session; its output: {REAL_NODE_LOG}", flush=True)
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     _pytest(rest_marker, rest_durations, extra, args.junit_dir, rest_name),
                     env=env,
                     cwd=REPO_ROOT,
-                    preexec_fn=_die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG only
+                    preexec_fn=harness.die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - PR_SET_PDEATHSIG only
                 )
             )
             rest_code = children[1].wait()

@@ -69,6 +69,18 @@ def started_by_test_runner() -> bool:
     return os.environ.get(TEST_RUNNER_ENV) == str(os.getppid())
 
 
+def die_with_parent(signum: int):
+    """A ``preexec_fn`` (it runs in the child between fork and exec): the child gets
+    ``signum`` when the process that started it dies (``PR_SET_PDEATHSIG``)."""
+    import ctypes
+
+    def _preexec() -> None:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signum)
+
+    return _preexec
+
+
 @contextlib.contextmanager
 def machine_suite_lock():
     """Hold the machine-wide lock of the container and VM suites for the ``with`` block.

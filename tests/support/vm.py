@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -164,11 +163,6 @@ def remove_stale_vms() -> list[str]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(str(path))
     return removed
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 # --------------------------------------------------------------------------------------
@@ -355,7 +349,7 @@ class VmNode:
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - PR_SET_PDEATHSIG only
+                preexec_fn=harness.die_with_parent(signal.SIGKILL),  # noqa: PLW1509 - PR_SET_PDEATHSIG only
             )
         finally:
             stderr.close()
