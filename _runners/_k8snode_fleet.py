@@ -219,6 +219,12 @@ def gate(history, now, fired=None):
     return None
 
 
+def turned_fail(kind, data):
+    """Whether a beacon event says a check turned ``fail``: the only events a heal considers
+    (an "ok again" or a summary never heals, so a heal's own changes cannot start another)."""
+    return kind != "summary" and data.get("new_status") == "fail"
+
+
 def heal_decision(kind, data, settings, history, now):
     """What to do with one beacon event: ``(outcome, reason)``; pure, for the tests.
 
@@ -227,7 +233,7 @@ def heal_decision(kind, data, settings, history, now):
     most ``heal_limit`` times per ``heal_window`` seconds; an event that says ``ok``
     (including the one a heal causes) never heals.
     """
-    if kind == "summary" or data.get("new_status") != "fail":
+    if not turned_fail(kind, data):
         return "ignored", "not a check that turned fail"
     if not settings.get("heal"):
         return "ignored", "pillar k8snode:drift:heal is not true"

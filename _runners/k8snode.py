@@ -509,8 +509,7 @@ def drift(tag=None, data=None, timeout=300):
     """
     data = data or {}
     remembered = remember(tag, data)
-    _minion, kind = _event_minion(tag, data)
-    wanted = kind != "summary" and data.get("new_status") == "fail"
+    wanted = _fleet.turned_fail(remembered["event"], data)
     return {"remember": remembered, "heal": heal(tag, data, timeout) if wanted else None}
 
 
@@ -674,7 +673,7 @@ def _skip(minion, counts, key, reason):
 
 
 def _heal(minion, kind, data, timeout, counts):
-    if kind == "summary" or data.get("new_status") != "fail":
+    if not _fleet.turned_fail(kind, data):
         return _skip(minion, counts, "not_fail", "not a check that turned fail")
     if not _accepted(minion):
         return _skip(minion, counts, "no_key", f"{minion} has no accepted key")
