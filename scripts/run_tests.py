@@ -17,13 +17,6 @@ the other 1,312 s and 1,398 s of pytest; side by side 1,287 s with 2 vCPUs per g
 (``K8SNODE_VM_CPUS``, tests/support/vm.py): two TCG vCPU threads per guest on an
 oversubscribed host spin on each other's locks.
 
-The tier runs at a higher CPU priority than the rest (``TIER_NICENESS``, when the runner
-may raise it: root; otherwise the rest runs at a lower one, which reaches its host
-processes but not its containers). It is the longer session and mostly one guest's
-vCPU thread: at equal priority it got that core only part of the time, beside the
-container tier's many runnable threads, and ended last. The rest keeps at least the
-other core.
-
 The runner also owns the background image build (tests/support/background_images.py):
 it takes it over (or starts it) before the sessions start, and stops it if they end
 before it does, so one session's early end never stops a build the other waits on.
@@ -56,9 +49,6 @@ from tests.support import background_images, harness  # noqa: E402 (needs the re
 #: pytest's exit status when a session selected no test.
 PYTEST_NO_TESTS = 5
 REAL_NODE_LOG = REPO_ROOT / ".cache" / "logs" / "test-real-node.log"
-#: The tier's niceness when the runner may raise priorities (root); else the rest's is
-#: ``-TIER_NICENESS``.
-TIER_NICENESS = -5
 STREAMS = (
     # name, marker expression, --durations
     ("real-node tier", "real_node", 10),
@@ -71,24 +61,6 @@ def _pytest(marker: str, durations: int, extra: list[str], junit_dir: Path | Non
     if junit_dir is not None:
         argv.append(f"--junitxml={junit_dir / (name.replace(' ', '-') + '.xml')}")
     return argv
-
-
-def niceness() -> tuple[int, int]:
-    """``(tier, rest)``: the niceness each session starts with (children inherit it)."""
-    if os.geteuid() == 0:
-        return TIER_NICENESS, 0
-    return 0, -TIER_NICENESS
-
-
-def _preexec(niceness_: int):
-    """The sessions' ``preexec_fn``: they die with the runner, at ``niceness_``."""
-    die = harness.die_with_parent(signal.SIGTERM)
-
-    def _run() -> None:
-        die()
-        os.setpriority(os.PRIO_PROCESS, 0, niceness_)
-
-    return _run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _forward)
         try:
             (vm_name, vm_marker, vm_durations), (rest_name, rest_marker, rest_durations) = STREAMS
-            vm_niceness, rest_niceness = niceness()
             with open(REAL_NODE_LOG, "w") as log:
                 vm_env = dict(env, K8SNODE_VM_CPUS=os.environ.get("K8SNODE_VM_CPUS", "1"))
                 children.append(
@@ -124,20 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                         stderr=subprocess.STDOUT,
                         env=vm_env,
                         cwd=REPO_ROOT,
-                        preexec_fn=_preexec(vm_niceness),  # noqa: PLW1509 - prctl and setpriority only
+                        preexec_fn=harness.die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - PR_SET_PDEATHSIG only
                     )
                 )
-            print(
-                f"[run_tests] the {vm_name} runs beside this session (niceness {vm_niceness} and "
-                f"{rest_niceness}); its output: {REAL_NODE_LOG}",
-                flush=True,
-            )
+            print(f"[run_tests] the {vm_name} runs beside this session; its output: {REAL_NODE_LOG}", flush=True)
             children.append(
                 subprocess.Popen(
                     _pytest(rest_marker, rest_durations, extra, args.junit_dir, rest_name),
                     env=env,
                     cwd=REPO_ROOT,
-                    preexec_fn=_preexec(rest_niceness),  # noqa: PLW1509 - prctl and setpriority only
+                    preexec_fn=harness.die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - PR_SET_PDEATHSIG only
                 )
             )
             rest_code = children[1].wait()

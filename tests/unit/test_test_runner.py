@@ -43,35 +43,3 @@ def test_a_child_started_with_die_with_parent_dies_with_its_parent():
             break
         time.sleep(0.05)
     assert gone, f"sleep {out.stdout.strip()} outlived its parent"
-
-
-def _runner_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_tests", harness.REPO_ROOT / "scripts" / "run_tests.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_tier_gets_the_higher_priority_root_or_not(monkeypatch):
-    run_tests = _runner_module()
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert run_tests.niceness() == (-5, 0)  # root raises the tier's priority
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert run_tests.niceness() == (0, 5)  # anyone else can only lower the rest's
-
-
-def test_a_session_starts_at_the_niceness_it_was_given():
-    import subprocess
-    import sys
-
-    run_tests = _runner_module()
-    out = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"],
-        capture_output=True,
-        text=True,
-        check=True,
-        preexec_fn=run_tests._preexec(10),  # noqa: PLW1509 - what the runner passes
-    )
-    assert out.stdout.strip() == "10"
