@@ -186,7 +186,7 @@ STEPS: list[Step] = [
         ),
     ),
     Step(
-        title=f"Step 9: reboot the real node {VM_ID} (systemctl reboot), then audit it: no state run in between",
+        title=f"Step 9: reboot the real node {VM_ID} (systemctl poweroff, power on), then audit it: no state run in between",
         argv=[],
         action="reboot_vm",
     ),
@@ -475,7 +475,9 @@ class Demo:
         if code != 0 or not isinstance(before, dict):
             return f"k8snode.audit on {VM_ID} failed: {before}"
         predicted = {name: check["boot"] for name, check in before["checks"].items() if name.startswith("sysctl:")}
-        say(f"$ salt {VM_ID} cmd.run 'systemd-run --on-active=1 systemctl reboot'   # a real reboot")
+        say(
+            f"$ salt {VM_ID} cmd.run 'systemd-run --on-active=1 systemctl poweroff'   # then QEMU starts it again: a real reboot"
+        )
         seconds = self.node.reboot()
         say(f"  {VM_ID} rebooted: its minion answered again {seconds:.0f}s later (boot id changed)")
         argv = self.command(["salt", VM_ID, "k8snode.audit", "--out=k8snode"])
