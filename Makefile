@@ -1,7 +1,7 @@
 # k8snode: test harness entry points.  Everything runs from the repository's .venv,
 # which `make setup` (scripts/bootstrap.sh) creates along with the Docker engine.
 PYTHON := .venv/bin/python
-PY_DIRS := _modules _beacons _states _runners _output _wrapper saltext setup.py images scripts tests bench docs
+PY_DIRS := _modules _beacons _states _runners _output _wrapper _engines saltext setup.py images scripts tests bench docs
 
 .PHONY: setup images test demo lint bench docs bundle
 

@@ -21,6 +21,7 @@ LOADER_DIRS = {
     "runners": "_runners",
     "output": "_output",
     "beacons": "_beacons",
+    "engines": "_engines",
     # salt-ssh's wrapper: the master loads it from the entry point like the others.
     "wrapper": "_wrapper",
 }

@@ -513,6 +513,113 @@ def drift(tag=None, data=None, timeout=300):
     return {"remember": remembered, "heal": heal(tag, data, timeout) if wanted else None}
 
 
+def drift_events(events=None, timeout=300, heal_workers=10):
+    """
+    :func:`drift` for many beacon events at once: what the ``k8snode_drift`` engine
+    (``_engines/k8snode_drift.py``) calls with the events it gathered for a moment. Each
+    event is remembered; the named minions of those that turned ``fail`` pass the heal's
+    cheap gates one by one, and those left are confirmed with **one** ``k8snode.audit``
+    publish to all of them (one wait of the master's ``timeout``, where :func:`drift` costs
+    a reactor thread that wait per minion). Several events about one minion share its
+    confirmation, and are decided in order (the first heal sets the cooldown for the
+    rest). Heals (``state.apply``) run side by side, ``heal_workers`` at a time
+    (like Salt's ``reactor_worker_threads``). Returns
+    ``{"events", "remembered", "confirmations", "outcomes": {outcome: count},
+    "errors": [...]}``.
+
+    events
+        A list of ``[tag, data]`` pairs, as the master fired them (with their ``_stamp``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run k8snode.drift_events events='[["salt/beacon/node1/k8snode/module:overlay", {"id": "node1", ...}]]'
+    """
+    if not isinstance(events, (list, tuple)):
+        raise ValueError(f"k8snode.drift_events: events must be a list of [tag, data] pairs, not {events!r}")
+    if isinstance(heal_workers, bool) or not isinstance(heal_workers, int) or heal_workers < 1:
+        raise ValueError(f"k8snode.drift_events: heal_workers must be a whole number, 1 or more, not {heal_workers!r}")
+    counts = collections.Counter()
+    summary = {
+        "events": len(events),
+        "remembered": 0,
+        "confirmations": 0,
+        "outcomes": collections.Counter(),
+        "errors": [],
+    }
+    claims = {}  # minion -> (claim, [(kind, data)]), in the order the events came
+    try:
+        for event in events:
+            try:
+                tag, data = event
+                remembered = _remember(tag, data, counts)
+            except (TypeError, ValueError) as exc:
+                summary["errors"].append(str(exc))
+                continue
+            summary["remembered"] += remembered["recorded"]
+            minion, kind = remembered["minion"], remembered["event"]
+            if not _fleet.turned_fail(kind, data):
+                continue
+            if minion in claims:
+                claims[minion][1].append((kind, data))
+                continue
+            counts["heal_calls"] += 1
+            claim = _take_claim(minion, kind, data, timeout, counts)
+            if "outcome" in claim:
+                summary["outcomes"][claim["outcome"]] += 1
+            else:
+                claims[minion] = (claim, [(kind, data)])
+        audits = _confirm_many(list(claims)) if claims else {}
+        counts["confirmations"] += len(audits)
+        summary["confirmations"] = len(audits)
+        for outcomes, decided in _each_side_by_side(
+            [(minion, claim, items, audits[minion], timeout) for minion, (claim, items) in claims.items()],
+            _decide_confirmed,
+            heal_workers,
+        ):
+            summary["outcomes"].update(outcomes)
+            counts.update(decided)
+    finally:
+        _count(counts)
+    summary["outcomes"] = dict(summary["outcomes"])
+    return summary
+
+
+def _decide_confirmed(minion, claim, items, audit, timeout):
+    """Each event about ``minion`` with its one confirmation; releases its claim.
+    Returns ``(outcomes, counts)`` (its own: it may run in a thread of its own)."""
+    outcomes, counts = collections.Counter(), collections.Counter()
+    try:
+        for index, (kind, data) in enumerate(items):
+            if index:
+                counts["heal_calls"] += 1
+                # What the first events decided (a silence, a heal's cooldown) stops the
+                # rest as it stops a later event (the claim is this batch's own).
+                history = {key: value for key, value in _record("heal", minion).items() if key != "claim"}
+                gate = _fleet.gate(history, time.time(), _fired_at(data))
+                if gate:
+                    outcomes[_skip(minion, counts, *gate)["outcome"]] += 1
+                    continue
+            outcomes[_confirmed_heal(minion, kind, data, claim["settings"], timeout, counts, audit)["outcome"]] += 1
+    finally:
+        _release_claim(minion, claim["token"])
+    return outcomes, counts
+
+
+def _each_side_by_side(calls, function, workers):
+    """``function(*args)`` for each ``args`` in ``calls``, ``workers`` at a time, each in
+    a copy of this thread's context (Salt's loader keeps ``__opts__`` there)."""
+    import concurrent.futures
+    import contextvars
+
+    if len(calls) <= 1 or workers <= 1:
+        return [function(*args) for args in calls]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=int(workers)) as pool:
+        futures = [pool.submit(contextvars.copy_context().run, function, *args) for args in calls]
+        return [future.result() for future in futures]
+
+
 def remember(tag=None, data=None):
     """
     Record a ``k8snode`` beacon event in the master's fleet memory as what it is, a
@@ -528,15 +635,23 @@ def remember(tag=None, data=None):
 
         salt-run k8snode.remember tag=salt/beacon/node1/k8snode/summary data='{"id": "node1", "ready": true, "failing": []}'
     """
-    data = data or {}
+    counts = collections.Counter()
+    try:
+        return _remember(tag, data or {}, counts)
+    finally:
+        _count(counts)
+
+
+def _remember(tag, data, counts):
     minion, kind = _event_minion(tag, data)
+    counts["remember_calls"] += 1
     if not _accepted(minion):
-        _count({"remember_calls": 1, "skipped:no_key": 1})
+        counts["skipped:no_key"] += 1
         log.info("k8snode remember: %s has no accepted key: event %s not recorded", minion, kind)
         return {"minion": minion, "event": kind, "recorded": False, "reason": "no accepted key"}
     now = time.time()
     _update_memory(minion, lambda remembered: _fleet.record_claim(remembered, kind, data, now))
-    _count({"remember_calls": 1, "claims_recorded": 1})
+    counts["claims_recorded"] += 1
     return {"minion": minion, "event": kind, "recorded": True}
 
 
@@ -586,17 +701,26 @@ _CONFIRM_FIND_JOB_TIMEOUT = 2
 def _confirm(minion):
     """``k8snode.audit`` published to the named minion alone, with the master's ``timeout``:
     its own fresh return (None without one). The one publish a heal costs."""
+    return _confirm_many([minion])[minion]
+
+
+def _confirm_many(minions):
+    """``{minion: its fresh k8snode.audit return, or None}``: one publish to all of them
+    (a list target), one wait of the master's ``timeout``."""
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
         returned = client.cmd(
-            [minion],
+            list(minions),
             "k8snode.audit",
             tgt_type="list",
             timeout=__opts__.get("timeout", 5),
             gather_job_timeout=min(_CONFIRM_FIND_JOB_TIMEOUT, __opts__.get("gather_job_timeout", 10)),
             full_return=True,
         )
-    audit = (returned.get(minion) or {}).get("ret") if isinstance(returned, dict) else None
-    return audit if isinstance(audit, dict) and isinstance(audit.get("checks"), dict) else None
+    audits = {}
+    for minion in minions:
+        audit = (returned.get(minion) or {}).get("ret") if isinstance(returned, dict) else None
+        audits[minion] = audit if isinstance(audit, dict) and isinstance(audit.get("checks"), dict) else None
+    return audits
 
 
 def _apply(minion, timeout):
@@ -673,6 +797,20 @@ def _skip(minion, counts, key, reason):
 
 
 def _heal(minion, kind, data, timeout, counts):
+    claim = _take_claim(minion, kind, data, timeout, counts)
+    if "outcome" in claim:
+        return claim
+    try:
+        counts["confirmations"] += 1
+        return _confirmed_heal(minion, kind, data, claim["settings"], timeout, counts, _confirm(minion))
+    finally:
+        _release_claim(minion, claim["token"])
+
+
+def _take_claim(minion, kind, data, timeout, counts):
+    """The cheap gates of a heal (no publish; a pillar only from Salt's cache), then the
+    minion's claim: ``{"token", "settings"}`` (settings None: not cached), or the skip
+    result when a gate stops the event."""
     if not _fleet.turned_fail(kind, data):
         return _skip(minion, counts, "not_fail", "not a check that turned fail")
     if not _accepted(minion):
@@ -695,17 +833,17 @@ def _heal(minion, kind, data, timeout, counts):
             history["claim"] = {"token": token, "until": now + __opts__.get("timeout", 5) + timeout}
     if gate:
         return _skip(minion, counts, *gate)
-    try:
-        return _confirmed_heal(minion, kind, data, settings, timeout, counts)
-    finally:
-        with _locked_record("heal", minion) as history:
-            if (history.get("claim") or {}).get("token") == token:
-                del history["claim"]
+    return {"token": token, "settings": settings}
 
 
-def _confirmed_heal(minion, kind, data, settings, timeout, counts):
-    counts["confirmations"] += 1
-    audit = _confirm(minion)
+def _release_claim(minion, token):
+    with _locked_record("heal", minion) as history:
+        if (history.get("claim") or {}).get("token") == token:
+            del history["claim"]
+
+
+def _confirmed_heal(minion, kind, data, settings, timeout, counts, audit):
+    """The rest of a heal, with the named minion's fresh ``audit`` (None: it did not answer)."""
     check = (audit or {}).get("checks", {}).get(kind)
     if not isinstance(check, dict) or check.get("status") != "fail":
         counts["not_confirmed"] += 1

@@ -1,5 +1,6 @@
 """Issue 25 on real daemons: a forged beacon event, and an event storm, against a real master
-with the drift reactor wired as ``salt/reactor/master.conf`` says.
+with the drift reactor wired as ``salt/reactor/master.conf`` says, then with the
+``k8snode_drift`` engine in its place (one confirmation publish per batch of events).
 
 A minion's beacon events reach the master as an events list (``salt.minion``'s beacon loop:
 ``_fire_master(events=...)``); the master fires each with the tag and data the minion chose.
@@ -39,17 +40,22 @@ HEAL_PILLAR = {
 STORM_CHECKS = (FORWARD, "sysctl:net.bridge.bridge-nf-call-iptables", "module:br_netfilter")
 
 
-@pytest.fixture(scope="module")
-def trust_master(salt_factories, test_network, extension_root, tmp_path_factory):
+@pytest.fixture(scope="module", params=["reactor", "engine"])
+def trust_master(request, salt_factories, test_network, extension_root, tmp_path_factory):
+    """The drift reactor wired as salt/reactor/master.conf says, or the k8snode_drift engine
+    in place of its beacon line (_engines/k8snode_drift.py)."""
     pillar_root = tmp_path_factory.mktemp("trust-pillar")
     (pillar_root / "top.sls").write_text(yaml.safe_dump(PILLAR_TOP))
     (pillar_root / "heal.sls").write_text(yaml.safe_dump(HEAL_PILLAR))
     overrides = yaml.safe_load((REPO_ROOT / "salt" / "reactor" / "master.conf").read_text())
+    if request.param == "engine":
+        overrides["reactor"] = [entry for entry in overrides["reactor"] if "salt/beacon/*/k8snode/*" not in entry]
+        overrides["engines"] = [{"k8snode_drift": {"batch_seconds": 0.5}}]
     # The confirmation publish waits the master's timeout for a minion that does not answer
     # (then 2 s for Salt's "is the job still running?", k8snode._CONFIRM_FIND_JOB_TIMEOUT).
     overrides.update(pillar_roots={"base": [str(pillar_root)]}, timeout=3)
     factory = salt_factories.salt_master_daemon(
-        "k8snode-trust-master",
+        f"k8snode-trust-master-{request.param}",
         overrides=harness.master_config(test_network.gateway, extension_root, overrides),
         start_timeout=MASTER_START_TIMEOUT,
     )

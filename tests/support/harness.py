@@ -351,6 +351,8 @@ def master_config(gateway: str, extension_root: Path, overrides: dict | None = N
         "file_roots": {"base": [str(REPO_ROOT / "salt"), str(extension_root)]},
         # The master runs the report runner and renders with the k8snode outputter.
         "runner_dirs": [str(REPO_ROOT / "_runners")],
+        # The drift engine, for the masters that configure it (``engines:``).
+        "engines_dirs": [str(REPO_ROOT / "_engines")],
         "outputter_dirs": [str(REPO_ROOT / "_output")],
         "pillar_roots": {"base": [str(REPO_ROOT / "pillar")]},
         "timeout": 30,

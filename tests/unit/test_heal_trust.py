@@ -41,6 +41,7 @@ class FakeSalt:
         self.calls = {"cached_pillar": 0, "compile": 0, "confirm": 0, "apply": 0}
         self.cached, self.compiled, self.audits, self.fired = {}, HEAL, {}, []
         self.confirm_delay = 0.0
+        self.publishes = []  # the minions of each confirmation publish (drift_events)
         self.lock = threading.Lock()
 
     def _add(self, name):
@@ -59,6 +60,11 @@ class FakeSalt:
         self._add("confirm")
         time.sleep(self.confirm_delay)
         return self.audits.get(minion)
+
+    def confirm_many(self, minions):
+        with self.lock:
+            self.publishes.append(list(minions))
+        return {minion: self.confirm(minion) for minion in minions}
 
     def apply(self, minion, timeout):
         self._add("apply")
@@ -81,6 +87,7 @@ def salt(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "_cached_pillar", fake.cached_pillar)
     monkeypatch.setattr(runner, "_compile_pillar", fake.compile_pillar)
     monkeypatch.setattr(runner, "_confirm", fake.confirm)
+    monkeypatch.setattr(runner, "_confirm_many", fake.confirm_many)
     monkeypatch.setattr(runner, "_apply", fake.apply)
     monkeypatch.setattr(runner, "_fire", fake.fire)
     return fake
