@@ -47,5 +47,7 @@ bench: setup images
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/drift.py
 	$(PYTHON) bench/fleet_memory.py
-	$(PYTHON) bench/storm.py
+	$(PYTHON) bench/storm.py --minions 100
+	$(PYTHON) bench/storm.py --minions 100 --engine
+	$(PYTHON) bench/storm.py --minions 1000 --engine
 	$(PYTHON) bench/swarm.py

@@ -229,6 +229,7 @@ def storm(args) -> dict:
             "threads": config.get("reactor_worker_threads", DEFAULT_MASTER_OPTS["reactor_worker_threads"]),
             "hwm": config.get("reactor_worker_hwm", DEFAULT_MASTER_OPTS["reactor_worker_hwm"]),
             "sls": "the k8snode_drift engine" if args.engine else config["reactor"][-1]["salt/beacon/*/k8snode/*"][0],
+            "engine": args.engine,
             "fired": fired,
             "fire_seconds": fire_seconds,
             "counts": counts,
@@ -286,10 +287,13 @@ def report(result) -> None:
         print(
             f"  rate: {heal_calls / result['drain']:.1f} heal calls/s, {counts.get('confirmations', 0) / result['drain']:.2f} confirmations/s"
         )
-    print(
-        f"  arithmetic: {minions} confirmations x ({result['confirm_timeout']} + 2) s / {result['threads']} threads "
-        f"= {minions * wait / result['threads']:.0f} s"
-    )
+    if result["engine"]:
+        print("  (the engine: one confirmation publish, and one wait, per batch of events)")
+    else:
+        print(
+            f"  arithmetic: {minions} confirmations x ({result['confirm_timeout']} + 2) s / {result['threads']} threads "
+            f"= {minions * wait / result['threads']:.0f} s"
+        )
     print(f"master CPU:          {result['cpu']:.1f} s, {result['cpu'] / fired * 1000:.2f} ms per event")
     print(
         f"master RSS:          {result['rss_before'] / mib:.0f} MiB before, {result['rss_after'] / mib:.0f} MiB after, "
