@@ -11,7 +11,8 @@ the other 5 % never seen), plus the memory of 1 % more ids whose keys were delet
 The runner module is loaded as the unit tests load it (its ``__opts__`` and
 ``__context__`` set by hand, no daemon) and ``report(from_memory=True)`` is timed end to
 end, median of ``--rounds`` (target <= 1 s for 10,000 minions), then its parts: the
-target's expansion (Salt's ``CkMinions.check_minions``, which lists the pki dir), the
+target's expansion (for ``'*'``, one ``scandir`` of the accepted keys, and for comparison
+Salt's ``CkMinions.check_minions``, which validates every id), the
 memory hygiene (one ``scandir`` per directory, a ``stat`` per file), the reads (and,
 for comparison, the reads as the runner made them before), the aggregation. The deleted ids' memory is written again before every round (not timed),
 so every round removes it. Nothing is published; nothing outside the temp dir is read
@@ -78,6 +79,14 @@ def fake_master(root, minions, now):
     return opts, fleet
 
 
+def salt_expansion(opts):
+    """``'*'`` as Salt expands it (what the report asked before it listed the keys itself)."""
+    import salt.utils.minions
+
+    found = salt.utils.minions.CkMinions(opts).check_minions("*", "glob")
+    return set(found.get("minions", [])) | set(found.get("missing", []))
+
+
 def write_deleted(fleet, count, now):
     """The memory of minions whose keys were deleted: a file and its lock each."""
     for index in range(count):
@@ -141,6 +150,7 @@ def main(argv):
         print(f"  counts {counts}; the memory of {deleted} deleted keys removed in every round")
 
         ids = runner._expected_minions("*", "glob")
+        assert ids == salt_expansion(opts), "the report's '*' is not Salt's"
         paths = [str(fleet / f"{minion}.json") for minion in ids]
 
         def paused(function):
@@ -151,7 +161,10 @@ def main(argv):
             return run
 
         parts = {
-            "targets (Salt's CkMinions.check_minions over the pki dir)": lambda: runner._expected_minions("*", "glob"),
+            "targets as the report expands '*' (one scandir of the pki dir)": lambda: runner._expected_minions(
+                "*", "glob"
+            ),
+            "targets as Salt expands '*' (CkMinions.check_minions)": lambda: salt_expansion(opts),
             "hygiene (scandir of fleet/ and heal/, a stat per file)": lambda: runner._forget_memory(
                 time.time(), runner._fleet.MEMORY_MAX_AGE
             ),
