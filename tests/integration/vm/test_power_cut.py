@@ -1,4 +1,4 @@
-"""A power cut (hard reset, no shutdown) right after `state.apply k8snode` returns, on
+"""A power cut (QEMU killed and started again, no shutdown) right after `state.apply k8snode` returns, on
 Debian 13, with kube-proxy's nftables mode.
 
 The boot after the cut is a real boot of Debian 13 (systemd 257, kernel 6.12): besides
