@@ -66,9 +66,7 @@ def master_config(root: Path, confirm_timeout: float, sls_by_path: bool = False,
             for pattern, files in entry.items():
                 entry[pattern] = [str(REPO_ROOT / "salt" / f.removeprefix("salt://")) for f in files]
     if engine:
-        # The k8snode_drift engine instead of the reactor's beacon line (_engines/k8snode_drift.py).
-        config["reactor"] = [entry for entry in config["reactor"] if "salt/beacon/*/k8snode/*" not in entry]
-        config["engines"] = [{"k8snode_drift": {}}]
+        config = harness.with_drift_engine(config)
     config.update(pillar_roots={"base": [str(pillar_root)]}, timeout=confirm_timeout, auto_accept=False)
     config["log_level_logfile"] = "warning"
     (root / "conf" / "master").write_text(yaml.safe_dump(config))
@@ -228,7 +226,7 @@ def storm(args) -> dict:
             "confirm_timeout": args.confirm_timeout,
             "threads": config.get("reactor_worker_threads", DEFAULT_MASTER_OPTS["reactor_worker_threads"]),
             "hwm": config.get("reactor_worker_hwm", DEFAULT_MASTER_OPTS["reactor_worker_hwm"]),
-            "sls": "the k8snode_drift engine" if args.engine else config["reactor"][-1]["salt/beacon/*/k8snode/*"][0],
+            "sls": "the k8snode_drift engine" if args.engine else config["reactor"][-1][harness.DRIFT_REACTOR_TAG][0],
             "engine": args.engine,
             "fired": fired,
             "fire_seconds": fire_seconds,

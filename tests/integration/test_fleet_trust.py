@@ -49,8 +49,7 @@ def trust_master(request, salt_factories, test_network, extension_root, tmp_path
     (pillar_root / "heal.sls").write_text(yaml.safe_dump(HEAL_PILLAR))
     overrides = yaml.safe_load((REPO_ROOT / "salt" / "reactor" / "master.conf").read_text())
     if request.param == "engine":
-        overrides["reactor"] = [entry for entry in overrides["reactor"] if "salt/beacon/*/k8snode/*" not in entry]
-        overrides["engines"] = [{"k8snode_drift": {"batch_seconds": 0.5}}]
+        overrides = harness.with_drift_engine(overrides, batch_seconds=0.5)
     # The confirmation publish waits the master's timeout for a minion that does not answer
     # (then 2 s for Salt's "is the job still running?", k8snode._CONFIRM_FIND_JOB_TIMEOUT).
     overrides.update(pillar_roots={"base": [str(pillar_root)]}, timeout=3)

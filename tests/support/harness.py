@@ -362,6 +362,20 @@ def master_config(gateway: str, extension_root: Path, overrides: dict | None = N
     return merge_config(base, overrides)
 
 
+#: The reactor line of salt/reactor/master.conf that the drift engine replaces.
+DRIFT_REACTOR_TAG = "salt/beacon/*/k8snode/*"
+
+
+def with_drift_engine(config: dict, **settings) -> dict:
+    """A master ``config`` (with salt/reactor/master.conf's reactors) where the
+    ``k8snode_drift`` engine, with ``settings``, takes the drift reactor's place; the
+    other reactions stay. As the README's "For large fleets: the drift engine" says."""
+    changed = copy.deepcopy(config)
+    changed["reactor"] = [entry for entry in changed.get("reactor", []) if DRIFT_REACTOR_TAG not in entry]
+    changed["engines"] = [{"k8snode_drift": settings}]
+    return changed
+
+
 def standalone_master_config(
     master_id: str, gateway: str, root: Path, ret_port: int, publish_port: int, extension_root: Path, extra_roots=()
 ) -> dict:

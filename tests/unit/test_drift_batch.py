@@ -171,3 +171,23 @@ def test_an_empty_batch_once_stopped():
 def test_the_engine_names_a_bad_setting(setting, value):
     with pytest.raises(ValueError, match=f"k8snode_drift engine: {setting}: invalid {value!r}: a number > 0"):
         engine.start(**{setting: value})
+
+
+def test_the_readmes_engine_configuration_is_what_the_tests_run():
+    """README "For large fleets: the drift engine": its master.d snippet is salt/reactor/master.conf
+    with the engine in the drift reactor's place (harness.with_drift_engine, which the
+    integration tests and bench/storm.py use), and names exactly the engine's settings."""
+    import inspect
+    import re
+
+    import yaml
+
+    from tests.support import harness
+
+    readme = (harness.REPO_ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n(# /etc/salt/master.d/k8snode-engine.conf.*?)```", readme, re.DOTALL).group(1)
+    snippet = yaml.safe_load(block)
+    shipped = yaml.safe_load((harness.REPO_ROOT / "salt" / "reactor" / "master.conf").read_text())
+    settings = snippet["engines"][0]["k8snode_drift"]
+    assert snippet == harness.with_drift_engine(shipped, **settings)
+    assert list(settings) == list(inspect.signature(engine.start).parameters)
