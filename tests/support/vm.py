@@ -396,12 +396,16 @@ class VmNode:
         """This boot's id, and a clean poweroff one second after the call returned."""
         return self.sh(f"cat /proc/sys/kernel/random/boot_id; {IN_ONE_SECOND} /bin/systemctl poweroff").strip()
 
-    def power_on_when_off(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
-        """Wait for QEMU to exit after the guest powered off, then start it again."""
+    def _wait_off(self, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+        """Wait for QEMU to exit after the guest's ``systemctl poweroff``."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired as exc:
             raise VmError(f"{self.minion_id}: still running {timeout:.0f}s after systemctl poweroff") from exc
+
+    def power_on_when_off(self) -> None:
+        """Wait for QEMU to exit after the guest powered off, then start it again."""
+        self._wait_off()
         self.start()
 
     def reboot(self) -> float:
@@ -414,10 +418,13 @@ class VmNode:
         The shutdown is the same clean one, and what the tests look at (what the disk
         holds, what systemd does at the next boot) does not depend on how the machine
         was restarted."""
-        since = time.time()
-        before = self.reboot_trigger()
-        self.power_on_when_off()
-        return self.await_new_boot("reboot", since, before)
+
+        def trigger():
+            before = self.reboot_trigger()
+            self.power_on_when_off()
+            return before
+
+        return self._restart("reboot", trigger)
 
     def power_cut(self, last_script: str | None = None) -> float:
         """A power cut: QEMU killed (SIGKILL) and started again on the same disk, with no
@@ -442,10 +449,7 @@ class VmNode:
         """A clean shutdown (``systemctl poweroff`` in the guest); waits for QEMU to exit."""
         since = time.time()
         self.sh(f"{IN_ONE_SECOND} /bin/systemctl poweroff")
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise VmError(f"{self.minion_id}: still running {timeout:.0f}s after systemctl poweroff") from exc
+        self._wait_off(timeout)
         seconds = time.time() - since
         self.record_time("poweroff", seconds)
         return seconds
