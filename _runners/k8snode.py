@@ -119,6 +119,11 @@ def _expected_minions(tgt, tgt_type):
         every = _every_accepted_id()
         if every is not None:
             return every
+    return _salts_expansion(tgt, tgt_type)
+
+
+def _salts_expansion(tgt, tgt_type):
+    """The target as Salt expands it (``CkMinions``): the minions it names, answering or not."""
     found = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)
     return set(found.get("minions", [])) | set(found.get("missing", []))
 

@@ -79,14 +79,6 @@ def fake_master(root, minions, now):
     return opts, fleet
 
 
-def salt_expansion(opts):
-    """``'*'`` as Salt expands it (what the report asked before it listed the keys itself)."""
-    import salt.utils.minions
-
-    found = salt.utils.minions.CkMinions(opts).check_minions("*", "glob")
-    return set(found.get("minions", [])) | set(found.get("missing", []))
-
-
 def write_deleted(fleet, count, now):
     """The memory of minions whose keys were deleted: a file and its lock each."""
     for index in range(count):
@@ -150,7 +142,7 @@ def main(argv):
         print(f"  counts {counts}; the memory of {deleted} deleted keys removed in every round")
 
         ids = runner._expected_minions("*", "glob")
-        assert ids == salt_expansion(opts), "the report's '*' is not Salt's"
+        assert ids == runner._salts_expansion("*", "glob"), "the report's '*' is not Salt's"
         paths = [str(fleet / f"{minion}.json") for minion in ids]
 
         def paused(function):
@@ -164,7 +156,7 @@ def main(argv):
             "targets as the report expands '*' (one scandir of the pki dir)": lambda: runner._expected_minions(
                 "*", "glob"
             ),
-            "targets as Salt expands '*' (CkMinions.check_minions)": lambda: salt_expansion(opts),
+            "targets as Salt expands '*' (CkMinions.check_minions)": lambda: runner._salts_expansion("*", "glob"),
             "hygiene (scandir of fleet/ and heal/, a stat per file)": lambda: runner._forget_memory(
                 time.time(), runner._fleet.MEMORY_MAX_AGE
             ),
