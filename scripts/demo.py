@@ -6,13 +6,13 @@ Debian 12 VM with a modular kernel and systemd), no pytest.
    (images/vm_build.py);
 2. creates a docker network, writes a master config in a temp dir (file_roots =
    <repo>/salt + the repo's _modules/_states/_runners/_output, pillar_roots =
-   <repo>/pillar, auto_accept, interface = the network's gateway) and starts
-   ``salt-master`` from this venv;
-3. starts one minion container per release (``k8snode-<release>``) running
-   ``salt-minion`` against that master, waits until all answer ``test.ping`` and
-   runs ``saltutil.sync_all``;
-4. boots the VM node ``k8snode-vm-bookworm`` (QEMU, tests/support/vm.py) whose minion
-   reaches the master through QEMU's user-mode network only;
+   <repo>/pillar, auto_accept, interface = the network's gateway);
+3. boots the VM node ``k8snode-vm-bookworm`` (QEMU, tests/support/vm.py) whose minion
+   reaches the master through QEMU's user-mode network only, then starts ``salt-master``
+   from this venv while the VM boots (its kernel and systemd need no master);
+4. starts one minion container per release (``k8snode-<release>``) running
+   ``salt-minion`` against that master, waits until they answer ``test.ping`` and
+   syncs the execution module and the state to them, then the same for the VM;
 5. runs the STEPS below, printing for each a heading, the exact command and its
    output; one step reboots the VM for real and checks that every sysctl's value after
    the boot is the one the audit predicted before it.
@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -282,6 +283,7 @@ class Demo:
         self.master: subprocess.Popen | None = None
         self.vm_dir: Path | None = None
         self.client = None  # salt.client.LocalClient, made on first use
+        self.listening = False  # its event listener connected for good (_events)
         self.node: vm.VmNode | None = None
         self.ids = [f"k8snode-{release}" for release in RELEASES] + [VM_ID]
         bindir = Path(sys.executable).parent
@@ -327,6 +329,22 @@ class Demo:
 
         ret_port, publish_port = harness.listen_ports(self.gateway, 2)
         self._write_master_config(ret_port, publish_port)
+
+        # The VM boots first (TCG: its kernel and systemd take some 20 s before its minion
+        # looks for the master, which it retries every second until it answers), then the
+        # master and the containers start beside that boot.
+        self.vm_dir = vm.make_session_dir()
+        link = vm.MasterLink(
+            host=self.gateway,
+            ret_port=ret_port,
+            publish_port=publish_port,
+            salt=self._salt_one,
+            wait_started=self._wait_started,
+        )
+        self.node = vm.new_node(self.vm_dir, vm_image, link, VM_ID)
+        self.node.start()
+        say(f"  VM {VM_ID} booting (QEMU pid {self.node.process.pid}, serial console {self.node.console_log})")
+
         log = open(self.tmp / "salt-master.out", "wb")  # noqa: SIM115 - closed with the process
         self.master = subprocess.Popen(
             [self.salt_bin["salt-master"], "-c", str(self.conf_dir), "-l", "warning"],
@@ -335,25 +353,30 @@ class Demo:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_for_port(self.gateway, ret_port, 60, self.master)
-        say(f"  salt-master running (pid {self.master.pid}, config {self.conf_dir / 'master'})")
-
-        # The VM boots (TCG: ~30 s) while the containers start.
-        self.vm_dir = vm.make_session_dir()
-        link = vm.MasterLink(host=self.gateway, ret_port=ret_port, publish_port=publish_port, salt=self._salt_one)
-        self.node = vm.new_node(self.vm_dir, vm_image, link, VM_ID)
-        self.node.start()
-        say(f"  VM {VM_ID} booting (QEMU pid {self.node.process.pid}, serial console {self.node.console_log})")
-
         for release in RELEASES:
             self._start_minion(release, tags[release], ret_port, owner)
-        self._wait_for_minions()
-        say(f"  VM {VM_ID} up {time.time() - self.node.started_at:.0f}s after QEMU started")
+        wait_for_port(self.gateway, ret_port, 60, self.master)
+        self._events()  # listening before any minion can start: the VM's boots wait for its start event
+        say(f"  salt-master running (pid {self.master.pid}, config {self.conf_dir / 'master'})")
+
         # Only what the demo runs on the minions (sync_all walks Salt's 18 module kinds, ~0.7 s
         # each on the VM under TCG): the execution module, then the state with the one refresh.
-        self.salt(["saltutil.sync_modules", "refresh=False"], quiet=True)
-        self.salt(["saltutil.sync_states"], quiet=True)
-        say("  saltutil.sync_modules and sync_states done")
+        # The containers sync while the VM still boots.
+        container_ids = [harness.minion_id(release) for release in RELEASES]
+        self._wait_for_minions(container_ids, self.containers)
+        self._sync(container_ids)
+        seconds = self.node.wait_booted()
+        say(f"  VM {VM_ID} up {seconds:.0f}s after QEMU started (its minion's start event, then test.ping)")
+        self._sync([VM_ID])
+
+    def _sync(self, ids: list[str]) -> None:
+        started = time.monotonic()
+        for fun, kwarg in (("saltutil.sync_modules", {"refresh": False}), ("saltutil.sync_states", {})):
+            returns = self._local().cmd(ids, fun, kwarg=kwarg, tgt_type="list", timeout=120)
+            missing = sorted(set(ids) - set(returns))
+            if missing:
+                raise DemoError(f"{fun} did not return from {missing}")
+        say(f"  saltutil.sync_modules and sync_states done on {', '.join(ids)} ({time.monotonic() - started:.1f} s)")
 
     def _write_master_config(self, ret_port: int, publish_port: int) -> None:
         config = harness.standalone_master_config(
@@ -384,24 +407,29 @@ class Demo:
         self.containers.append(name)
         say(f"  container {name} ({image}) started")
 
-    def _wait_for_minions(self) -> None:
+    def _wait_for_minions(self, ids: list[str], containers: list[str]) -> None:
+        """Until every one of ``ids`` answers ``test.ping`` (failing early when one of
+        ``containers`` stops): in-process, since a ``salt`` process per try (a Python
+        start and Salt's imports) takes the CPU the booting VM needs."""
         deadline = time.monotonic() + READY_TIMEOUT
         answered: set[str] = set()
+        accepted = Path(self._local().opts["pki_dir"]) / "minions"
         while time.monotonic() < deadline:
-            proc = self.salt(["test.ping"], timeout=5, check=False, quiet=True, out="json")
-            answered = {mid for mid, ret in _json_lines(proc.stdout).items() if ret is True}
-            if answered >= set(self.ids):
-                say(f"  all minions answer test.ping: {', '.join(sorted(answered))}")
+            # Not before every key is accepted (auto_accept): Salt prints "No minions
+            # matched the target" for a list that names an unknown minion.
+            if all((accepted / mid).exists() for mid in ids):
+                returns = self._local().cmd(ids, "test.ping", tgt_type="list", timeout=3)
+                answered = {mid for mid, ret in returns.items() if ret is True}
+            if answered >= set(ids):
+                say(f"  minions answer test.ping: {', '.join(sorted(answered))}")
                 return
-            if self.node is not None and not self.node.running():
-                raise DemoError(f"QEMU of {VM_ID} exited:\n{self.node.console_text(last_lines=30)}")
-            for name in self.containers:
+            for name in containers:
                 state = run(["docker", "inspect", "--format", "{{.State.Status}}", name], check=False)
                 if state.stdout.strip() != "running":
                     logs = run(["docker", "logs", "--tail", "30", name], check=False)
                     raise DemoError(f"container {name} is {state.stdout.strip()}:\n{logs.stdout}{logs.stderr}")
-            time.sleep(2)
-        missing = sorted(set(self.ids) - answered)
+            time.sleep(1)
+        missing = sorted(set(ids) - answered)
         raise DemoError(f"minions {missing} did not answer test.ping within {READY_TIMEOUT}s")
 
     # --- running salt ------------------------------------------------------------
@@ -410,26 +438,44 @@ class Demo:
         program, *rest = argv
         return [self.salt_bin.get(program, program), "-c", str(self.conf_dir), *rest]
 
-    def salt(self, args, timeout=120, check=True, quiet=False, out=None) -> subprocess.CompletedProcess:
-        argv = [self.salt_bin["salt"], "-c", str(self.conf_dir), "--timeout", str(timeout)]
-        if out:
-            argv += ["--out", out, "--static"]
-        argv += ["-L", ",".join(self.ids), *args]
-        proc = run(argv, check=False)
-        if check and proc.returncode != 0:
-            raise DemoError(f"`{shlex.join(argv)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-        if not quiet:
-            say(proc.stdout + proc.stderr)
-        return proc
-
-    def _salt_one(self, minion_id, fun, *args, timeout=120, **kwargs):
-        """The VM's plumbing and the data the demo checks: ``fun`` on one minion through the
-        master with an in-process LocalClient; (0, its return) or (1, None) without one."""
+    def _local(self):
+        """The demo's in-process ``salt.client.LocalClient`` (made on first use)."""
         if self.client is None:
             import salt.client
 
             self.client = salt.client.LocalClient(c_path=str(self.conf_dir / "master"))
-        returns = self.client.cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
+        return self.client
+
+    def _events(self):
+        """The master's event bus, through the LocalClient's own listener: connected once
+        and for good (``LocalClient.cmd`` then leaves it open instead of closing it after
+        each call), and the VM's start events kept aside while a call reads the bus for
+        its job's returns (or that call would drop them)."""
+        event = self._local().event
+        if not self.listening:
+            if not event.connect_pub(timeout=30):
+                raise DemoError("could not listen on the master's event bus")
+            event.subscribe(f"salt/minion/{VM_ID}/start")
+            self.listening = True
+        return event
+
+    def _wait_started(self, minion_id: str, since: float, timeout: float) -> bool:
+        """Whether ``minion_id`` fired ``salt/minion/<id>/start`` after ``since`` (epoch
+        seconds) within ``timeout``: a minion whose start event came answers at once, where
+        pinging one still booting costs each try its timeout and Salt's find_job wait."""
+        tag = f"salt/minion/{minion_id}/start"
+        deadline = time.time() + timeout
+        while (left := deadline - time.time()) > 0:
+            event = self._events().get_event(wait=left, tag=tag, full=True)
+            stamp = (event or {}).get("data", {}).get("_stamp")
+            if stamp and datetime.fromisoformat(stamp).replace(tzinfo=timezone.utc).timestamp() >= since:
+                return True
+        return False
+
+    def _salt_one(self, minion_id, fun, *args, timeout=120, **kwargs):
+        """The VM's plumbing and the data the demo checks: ``fun`` on one minion through the
+        master with an in-process LocalClient; (0, its return) or (1, None) without one."""
+        returns = self._local().cmd(minion_id, fun, arg=list(args), kwarg=kwargs, timeout=timeout)
         return (0, returns[minion_id]) if minion_id in returns else (1, None)
 
     def _cluster_ip(self, timeout: float) -> str:
@@ -444,16 +490,12 @@ class Demo:
     def mark_cgroup_v1_hosts(self) -> str | None:
         """Two calls on the container minions, in-process (what the two commands shown do)."""
         ids = [harness.minion_id(release) for release in RELEASES]
-        if self.client is None:
-            import salt.client
-
-            self.client = salt.client.LocalClient(c_path=str(self.conf_dir / "master"))
         for argv, fun, arg, kwarg in (
             (["grains.setval", "k8snode_cgroup_v1", "allowed"], "grains.setval", ["k8snode_cgroup_v1", "allowed"], {}),
             (["saltutil.refresh_pillar", "wait=True"], "saltutil.refresh_pillar", [], {"wait": True}),
         ):
             say("$ salt -L " + CONTAINER_IDS + " " + shlex.join(argv))
-            returns = self.client.cmd(ids, fun, arg=arg, kwarg=kwarg, tgt_type="list", timeout=60)
+            returns = self._local().cmd(ids, fun, arg=arg, kwarg=kwarg, tgt_type="list", timeout=60)
             for mid in ids:
                 say(f"  {mid}: {returns.get(mid, 'no answer')}")
             failed = [mid for mid in ids if mid not in returns or returns[mid] is False]
@@ -561,25 +603,6 @@ class Demo:
         harness.stop_process_group(self.master)
         self.master = None
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _json_lines(text: str) -> dict:
-    import json
-
-    merged = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            with contextlib.suppress(ValueError):
-                merged.update(json.loads(line))
-    if not merged:
-        try:
-            data = json.loads(text)
-            if isinstance(data, dict):
-                merged = data
-        except ValueError:
-            pass
-    return merged
 
 
 def _raise_interrupt(signum, frame):
