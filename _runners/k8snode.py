@@ -618,8 +618,18 @@ def drift_events(events=None, timeout=300, heal_workers=10):
 
 def _decide_confirmed(minion, claim, items, audit, timeout):
     """Each event about ``minion`` with its one confirmation; releases its claim.
-    Returns ``(outcomes, counts)`` (its own: it may run in a thread of its own)."""
+    Returns ``(outcomes, counts)`` (its own: it may run in a thread of its own).
+
+    The claim is renewed first: it was taken when the batch began, and a minion queued
+    behind ``heal_workers`` heals of up to ``timeout`` each can come after it expired.
+    When another runner holds it by then, that runner decides, not this one."""
     outcomes, counts = collections.Counter(), collections.Counter()
+    if not _renew_claim(minion, claim["token"], timeout):
+        for index, _item in enumerate(items):
+            if index:
+                counts["heal_calls"] += 1
+            outcomes[_skip(minion, counts, "under_way", "a heal of this minion is under way")["outcome"]] += 1
+        return outcomes, counts
     try:
         for index, (kind, data) in enumerate(items):
             if index:
@@ -864,6 +874,18 @@ def _take_claim(minion, kind, data, timeout, counts):
     if gate:
         return _skip(minion, counts, *gate)
     return {"token": token, "settings": settings}
+
+
+def _renew_claim(minion, token, timeout):
+    """Whether this runner still holds ``minion``'s claim (``token``); if so, it is good
+    for another heal from now (expired or not: nobody took it over)."""
+    with _locked_record("heal", minion) as history:
+        claim = history.get("claim") or {}
+        if claim.get("token") != token:
+            return False
+        claim["until"] = time.time() + __opts__.get("timeout", 5) + timeout
+        history["claim"] = claim
+    return True
 
 
 def _release_claim(minion, token):

@@ -128,6 +128,47 @@ def test_heals_of_many_minions_run_side_by_side(salt, monkeypatch, tmp_path):
     assert most[0] == 3
 
 
+def _heal_node1_then(monkeypatch, then):
+    """One heal worker: node1's heal runs first, and ``then(node2's heal log)`` happens
+    while it runs (what the time a long heal takes does to node2's claim)."""
+    applied = []
+
+    def apply_then(minion, timeout):
+        applied.append(minion)
+        if minion == "node1":
+            with runner._locked_json(runner._store("heal", "node2")) as history:
+                then(history)
+        return True
+
+    monkeypatch.setattr(runner, "_apply", apply_then)
+    return applied
+
+
+def test_a_claim_that_expired_behind_other_heals_is_renewed_when_nobody_took_it(salt, monkeypatch):
+    """node2's claim, taken when the batch began, expires while node1 heals (one worker):
+    nobody took it over, so node2's heal renews it, runs, and releases it."""
+    salt.audits.update(node1=failing(CHECK), node2=failing(CHECK))
+    applied = _heal_node1_then(monkeypatch, lambda history: history["claim"].update(until=time.time() - 1))
+    summary = runner.drift_events(storm(["node1", "node2"], kinds=(CHECK,)), heal_workers=1)
+    assert applied == ["node1", "node2"]
+    assert summary["outcomes"] == {"applied": 2}
+    assert "claim" not in runner._read_json(runner._store("heal", "node2"))
+
+
+def test_a_claim_another_runner_took_over_after_it_expired_stops_this_batchs_heal(salt, monkeypatch):
+    """While node1 heals, node2's claim expires and another runner (a reactor thread, a
+    second master) takes it: the batch must not heal node2 beside that runner, nor
+    release that runner's claim."""
+    salt.audits.update(node1=failing(CHECK), node2=failing(CHECK))
+    other = {"token": "other runner", "until": time.time() + 60}
+    applied = _heal_node1_then(monkeypatch, lambda history: history.update(claim=dict(other)))
+    summary = runner.drift_events(storm(["node1", "node2"], kinds=(CHECK,)), heal_workers=1)
+    assert applied == ["node1"]
+    assert summary["outcomes"] == {"applied": 1, "ignored": 1}
+    assert counts()["skipped:under_way"] == 1
+    assert runner._read_json(runner._store("heal", "node2"))["claim"] == other
+
+
 def test_the_engine_takes_only_k8snode_beacon_events():
     assert engine.is_k8snode_event("salt/beacon/node1/k8snode/module:overlay")
     assert engine.is_k8snode_event("salt/beacon/node1/k8snode/summary")
