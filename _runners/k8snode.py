@@ -880,11 +880,9 @@ def _renew_claim(minion, token, timeout):
     """Whether this runner still holds ``minion``'s claim (``token``); if so, it is good
     for another heal from now (expired or not: nobody took it over)."""
     with _locked_record("heal", minion) as history:
-        claim = history.get("claim") or {}
-        if claim.get("token") != token:
+        if (history.get("claim") or {}).get("token") != token:
             return False
-        claim["until"] = time.time() + __opts__.get("timeout", 5) + timeout
-        history["claim"] = claim
+        history["claim"]["until"] = time.time() + __opts__.get("timeout", 5) + timeout
     return True
 
 

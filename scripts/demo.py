@@ -285,7 +285,6 @@ class Demo:
         self.client = None  # salt.client.LocalClient, made on first use
         self.listening = False  # its event listener connected for good (_events)
         self.node: vm.VmNode | None = None
-        self.ids = [f"k8snode-{release}" for release in RELEASES] + [VM_ID]
         bindir = Path(sys.executable).parent
         self.salt_bin = {name: str(bindir / name) for name in ("salt", "salt-master", "salt-run", "salt-key")}
 
