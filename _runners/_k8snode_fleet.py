@@ -187,6 +187,10 @@ def positive(settings, key, default):
     return value
 
 
+#: What stops an event while another runner holds the minion's claim: ``(key, reason)``.
+UNDER_WAY = ("under_way", "a heal of this minion is under way")
+
+
 def gate(history, now, fired=None):
     """``(key, reason)`` when the minion's heal log alone stops an event, else None; pure.
 
@@ -204,7 +208,7 @@ def gate(history, now, fired=None):
     silence or the heal is older than what decided them.
     """
     if (history.get("claim") or {}).get("until", 0) > now:
-        return "under_way", "a heal of this minion is under way"
+        return UNDER_WAY
     at = now if fired is None else min(now, fired)
     limits = history.get("limits")
     if "silent" in history and at - history["silent"] < (limits or {}).get("cooldown", HEAL_COOLDOWN):

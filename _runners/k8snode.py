@@ -624,16 +624,15 @@ def _decide_confirmed(minion, claim, items, audit, timeout):
     behind ``heal_workers`` heals of up to ``timeout`` each can come after it expired.
     When another runner holds it by then, that runner decides, not this one."""
     outcomes, counts = collections.Counter(), collections.Counter()
-    if not _renew_claim(minion, claim["token"], timeout):
-        for index, _item in enumerate(items):
-            if index:
-                counts["heal_calls"] += 1
-            outcomes[_skip(minion, counts, "under_way", "a heal of this minion is under way")["outcome"]] += 1
-        return outcomes, counts
+    held = _renew_claim(minion, claim["token"], timeout)
     try:
         for index, (kind, data) in enumerate(items):
             if index:
                 counts["heal_calls"] += 1
+            if not held:
+                outcomes[_skip(minion, counts, *_fleet.UNDER_WAY)["outcome"]] += 1
+                continue
+            if index:
                 # What the first events decided (a silence, a heal's cooldown) stops the
                 # rest as it stops a later event (the claim is this batch's own).
                 history = {key: value for key, value in _record("heal", minion).items() if key != "claim"}
@@ -643,7 +642,8 @@ def _decide_confirmed(minion, claim, items, audit, timeout):
                     continue
             outcomes[_confirmed_heal(minion, kind, data, claim["settings"], timeout, counts, audit)["outcome"]] += 1
     finally:
-        _release_claim(minion, claim["token"])
+        if held:
+            _release_claim(minion, claim["token"])
     return outcomes, counts
 
 
