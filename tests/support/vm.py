@@ -30,11 +30,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,10 @@ BOOT_ID_TIMEOUT = 10
 # A node whose QEMU started this long before anyone waited for it was started ahead.
 STARTED_AHEAD = 30
 VM_DIR_PREFIX = "k8snode-vm-"
+# The serial of the extension's disk (images/vm/k8snode-vm-config looks for it).
+EXTENSION_SERIAL = "k8snode-extension"
+# What Salt's sync copies of a _<kind> directory (salt/utils/extmods.py).
+EXTENSION_FILES = re.compile(r"\.(pyx?|so|zip)$")
 RELAY = Path(__file__).with_name("vm_relay.py")
 # Run a command in the guest one second after the Salt job that asks for it has returned.
 # (A timer's default AccuracySec is one minute: without it, the reboot comes up to 60 s late.)
@@ -196,6 +202,8 @@ class VmNode:
     l2: L2Link | None = None
     #: A disk to start from instead of the image's (a baked node's, :func:`from_baked_disk`).
     backing: Path | None = None
+    #: The extension as a read-only second disk (:func:`extension_disk`), or None.
+    extension: Path | None = None
     process: subprocess.Popen | None = None
     boots: int = 0
     started_at: float = 0.0
@@ -270,6 +278,12 @@ class VmNode:
                 "-netdev", f"socket,id=l2,udp=127.0.0.1:{self.l2.remote_port},localaddr=127.0.0.1:{self.l2.local_port}",
                 "-device", f"virtio-net-pci,netdev=l2,mac={self.l2.mac},romfile=",
             ]  # fmt: skip
+        extension = []
+        if self.extension is not None:
+            extension = [
+                "-drive", f"file={self.extension},if=none,id=extension,format=raw,readonly=on",
+                "-device", f"virtio-blk-pci,drive=extension,serial={EXTENSION_SERIAL}",
+            ]  # fmt: skip
         return [
             QEMU,
             "-name", self.minion_id,
@@ -280,7 +294,11 @@ class VmNode:
             "-kernel", str(self.image.kernel),
             "-initrd", str(self.image.initrd),
             "-append", append,
-            "-drive", f"file={self.disk},if=virtio,format=qcow2",
+            # Devices, not if=virtio drives: QEMU creates if=virtio drives after every
+            # -device, so the extension's disk would take the first slot and /dev/vda.
+            "-drive", f"file={self.disk},if=none,id=root,format=qcow2",
+            "-device", "virtio-blk-pci,drive=root",
+            *extension,
             "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=n0,romfile=",
             *l2,
@@ -499,10 +517,13 @@ def new_node(
     name: str | None = None,
     l2: L2Link | None = None,
     backing: Path | None = None,
+    extension: Path | None = None,
 ) -> VmNode:
     directory = session_dir / (name or f"{minion_id}-{secrets.token_hex(3)}")
     directory.mkdir(parents=True)
-    return VmNode(image=image, directory=directory, minion_id=minion_id, link=link, l2=l2, backing=backing)
+    return VmNode(
+        image=image, directory=directory, minion_id=minion_id, link=link, l2=l2, backing=backing, extension=extension
+    )
 
 
 def from_baked_disk(baked: VmNode, minion_id: str) -> VmNode:
@@ -511,35 +532,33 @@ def from_baked_disk(baked: VmNode, minion_id: str) -> VmNode:
     kernel command line sets it at every boot); nothing is synced to it."""
     if baked.running():
         raise VmError(f"{baked.minion_id} is still running: power it off before booting its disk again")
-    return new_node(baked.directory.parent, baked.image, baked.link, minion_id, backing=baked.disk)
+    return new_node(
+        baked.directory.parent, baked.image, baked.link, minion_id, backing=baked.disk, extension=baked.extension
+    )
 
 
-def sync_extension(*nodes: VmNode) -> None:
-    """Sync the session's k8snode execution and state modules to the nodes (through the
-    master, from its file server, one publish for all of them): all a VM test runs on a node.
+def extension_disk(dest: Path) -> Path:
+    """A tar of the k8snode extension (``_modules`` and ``_states``), laid out as
+    ``saltutil.sync_modules`` and ``sync_states`` lay it out in a minion's ``extmods``
+    cache, for :class:`VmNode`'s read-only second disk; the image's k8snode-vm-config
+    unpacks it at every boot, before the minion starts. Returns ``dest``.
 
-    Not ``saltutil.sync_all``: under TCG it took 16 to 20 s a node, about 0.7 s for each
-    of Salt's 18 module kinds, nearly all of them empty here; the container tier shows
-    ``sync_all`` on every release.  The modules are synced without a refresh and the
-    states with one, so the minion reloads once."""
-    started = time.time()
-    link = nodes[0].link
-    ids = [node.minion_id for node in nodes]
-    for fun, refresh in (("saltutil.sync_modules", False), ("saltutil.sync_states", True)):
-        code, returns = link.salt(ids, fun, refresh=refresh, timeout=180)
-        for minion_id in ids:
-            data = (returns or {}).get(minion_id)
-            if code != 0 or not isinstance(data, list) or not data:
-                raise VmError(f"{minion_id}: {fun} synced nothing or failed: {data!r}")
-    # Salt writes the synced files without fsync. On a real node the extension was
-    # installed long before anything happens to it; here the power cut test cuts the
-    # boot that synced, and once lost the modules themselves ("'k8snode.audit' is not
-    # available" after the cut). Flush them, as time would.
-    code, returns = link.salt(ids, "cmd.run_all", "sync", timeout=120)
-    if code != 0 or any((returns[minion_id] or {}).get("retcode") != 0 for minion_id in ids):
-        raise VmError(f"sync after the module sync failed: {returns!r}")
-    for node in nodes:
-        node.record_time(
-            "saltutil.sync_modules + sync_states" + (f" ({len(nodes)} nodes at once)" if len(nodes) > 1 else ""),
-            time.time() - started,
-        )
+    Why not a sync through the master: under TCG the two syncs took 13 to 32 s of each
+    test's node, on the tier's critical path and one core of two; a node image baked with
+    the extension (issue 24) gets it the same way, from its disk. The container tier
+    and ``make demo`` show the sync from the file server.
+
+    The files are the ones Salt's sync takes: ``salt/utils/extmods.py`` caches a
+    ``_<kind>`` directory with ``include_pat=r"E@\\.(pyx?|so|zip)$"``. The tar is a
+    whole number of 512-byte blocks (tarfile pads to 10,240), as a raw disk must be."""
+    with tarfile.open(dest, "w", format=tarfile.GNU_FORMAT) as tar:
+        for source, kind in (("_modules", "modules"), ("_states", "states")):
+            root = harness.REPO_ROOT / source
+            for path in sorted(root.rglob("*")):
+                if path.is_file() and EXTENSION_FILES.search(path.name) and "__pycache__" not in path.parts:
+                    info = tar.gettarinfo(str(path), arcname=f"{kind}/{path.relative_to(root).as_posix()}")
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = "root"
+                    with open(path, "rb") as handle:
+                        tar.addfile(info, handle)
+    return dest

@@ -6,12 +6,16 @@ Fixtures:
   missing; the session FAILS without QEMU or an image.
 * ``vm_session_dir`` (session) -- ``$TMPDIR/k8snode-vm-*`` owned by this process; stale
   ones (owner dead) are removed first, their QEMU killed by PID.
+* ``vm_extension`` (session) -- the extension's modules as a tar (tests/support/vm.py
+  ``extension_disk``) that every node unpacks into its minion's cache at boot: what the
+  node's first call finds, as on a node image baked with the extension.
 * ``vm_link`` (session) -- how a VM reaches the session master (QEMU user-mode network,
   guestfwd to the master's address and ports) and how tests talk to its minion.
 * ``fresh_vm`` (function) -- ``fresh_vm()``: a booted, never-prepared node of the release
   the test's marker names (``@pytest.mark.real_node(release="trixie")``; bookworm when
-  it names none): a qcow2 overlay of the image, the k8snode modules synced to it; killed
-  (by PID) after the test, its minion key deleted.  On failure the test report gets the
+  it names none): a qcow2 overlay of the image, with the k8snode extension on a second,
+  read-only disk (``vm_extension``); killed (by PID) after the test, its minion key
+  deleted.  On failure the test report gets the
   tail of its serial console.
 * ``vm_pair`` (function) -- ``vm_pair()``: two booted, never-prepared nodes of the
   marker's release (``real_node(nodes=2)``), started side by side, each with a second NIC
@@ -75,6 +79,11 @@ def vm_session_dir(vm_images):
 
 
 @pytest.fixture(scope="session")
+def vm_extension(vm_session_dir):
+    return vm.extension_disk(vm_session_dir / "extension.tar")
+
+
+@pytest.fixture(scope="session")
 def vm_link(salt_master, salt_factories, local_client):
     """The VM's plumbing (pings, guest commands, reboots) goes through the master with the
     in-process ``local_client``.  What the tests examine (state.apply, k8snode.audit) goes
@@ -129,7 +138,7 @@ def _next_release(item) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def vm_nodes_ahead(salt_master, vm_images, vm_session_dir, vm_link):
+def vm_nodes_ahead(salt_master, vm_images, vm_session_dir, vm_link, vm_extension):
     """``(ahead, start)``: ``ahead`` is ``{release: [VmNode]}``, nodes whose QEMU started
     before a test asked for them; ``start(release)`` starts one more (a numbered minion id)."""
     ahead: dict[str, list[vm.VmNode]] = {}
@@ -137,7 +146,7 @@ def vm_nodes_ahead(salt_master, vm_images, vm_session_dir, vm_link):
 
     def start(release, l2=None):
         minion_id = vm.vm_minion_id(release, next(counter))
-        node = vm.new_node(vm_session_dir, vm_images[release], vm_link, minion_id, l2=l2)
+        node = vm.new_node(vm_session_dir, vm_images[release], vm_link, minion_id, l2=l2, extension=vm_extension)
         node.start()
         return node
 
@@ -184,7 +193,6 @@ def fresh_vm(request, salt_master, vm_nodes_ahead):
         started.append(node)
         try:
             node.wait_booted()
-            vm.sync_extension(node)
         except vm.VmError as exc:
             pytest.fail(str(exc), pytrace=False)
         if not by_test:
@@ -214,7 +222,6 @@ def vm_pair(request, salt_master, vm_nodes_ahead):
         try:
             for node in started:
                 node.wait_booted()
-            vm.sync_extension(*started)
         except vm.VmError as exc:
             pytest.fail(str(exc), pytrace=False)
         return tuple(started)

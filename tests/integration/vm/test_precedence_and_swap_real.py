@@ -88,8 +88,8 @@ def bake(master, node, pillar_data):
     """``salt-call --local state.apply k8snode`` inside the guest, as Packer's masterless
     provisioner runs it while it builds an image (issue 24): the state tree uploaded first
     (here from the master's file server, ``cp.get_dir``), the pillar given on the command
-    line; the modules are the ones synced to the node. Returns (exit code, the single
-    state's return)."""
+    line; the modules are the ones on the node (conftest's ``vm_extension``, as an image
+    baked with the extension has them). Returns (exit code, the single state's return)."""
     code, copied = node.link.salt(node.minion_id, "cp.get_dir", "salt://k8snode", "/srv/bake")
     assert code == 0 and copied, copied
     ran = node.run(
