@@ -527,7 +527,10 @@ def prepare(distribution=None, test=False, pillar=None, **overrides):
     already loaded or built in, then listed in the modules-load.d file k8snode
     owns), then sysctls (set live, then written to the sysctl.d file it owns,
     floors never lowered), then swap where the policy is ``off`` (swapoff, and
-    fstab swap lines commented out with a marker after a backup).
+    fstab swap lines commented out with a marker after a backup). A file of its own
+    that a run with other ``files:`` left under another name (beside the new one or
+    the default one) is removed once the new one is written: it would still act at
+    boot.
 
     Invalid settings raise before anything is changed. One failing item does not
     stop the others. Takes the arguments of :func:`requirements` but ``root``
@@ -550,7 +553,9 @@ def prepare(distribution=None, test=False, pillar=None, **overrides):
 def revert(test=False, pillar=None, **overrides):
     """
     Undo what :func:`prepare` persisted: remove the modules-load.d and sysctl.d
-    files k8snode wrote and uncomment the fstab swap lines it commented out.
+    files k8snode wrote (the ones ``files:`` names, and any of its own under another
+    name beside them or the default ones) and uncomment the fstab swap lines it
+    commented out.
     Loaded modules and live sysctl values are left alone: unloading
     br_netfilter on a live node breaks its pod network.
 

@@ -12,8 +12,9 @@ never a shell.
 import contextlib
 import errno
 import os
+import posixpath
 
-from . import host, kernel, netowners, swap, sysctl_boot, writer
+from . import host, kernel, netowners, swap, sysctl_boot, tables, writer
 from .checks import meets
 
 
@@ -296,10 +297,9 @@ def _persisted_sysctls(outcome, resolved, root, existing, desired):
     return persisted
 
 
-def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
-    boot = sysctl_boot.effective_boot_sysctls(
-        root, resolved["boot"]["reads_etc_sysctl_conf"], replace={sysctl_file: content}
-    )
+def _check_boot_precedence(outcome, resolved, root, sysctl_file, content, removed=()):
+    replace = {sysctl_file: content, **dict.fromkeys(removed)}
+    boot = sysctl_boot.effective_boot_sysctls(root, resolved["boot"]["reads_etc_sysctl_conf"], replace=replace)
     for key, requirement in resolved["sysctls"].items():
         if f"sysctl:{key}" in outcome.failures:
             continue
@@ -331,6 +331,44 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content):
                     f"{winner['file']} sets {winner['value']}{via}{which} at boot (line {winner['line']}) {why}",
                 )
                 break
+
+
+def _ours_elsewhere(resolved, root, what):
+    """Files of ours (the header) for ``what`` under another name than the one ``files:``
+    gives now: ``*.conf`` (what systemd reads) in the directory of that name and of the
+    default one. A run with other ``files:`` wrote them; they still act at boot, and their
+    header promises that k8snode.absent removes them."""
+    configured = {entry["path"] for entry in resolved["files"].values()}
+    directories = {
+        posixpath.dirname(resolved["files"][what]["path"]),
+        posixpath.dirname(tables.DEFAULTS["files"][what]),
+    }
+    found = []
+    for directory in sorted(directories):
+        try:
+            names = sorted(os.listdir(host.path(root, directory)))
+        except OSError:
+            continue
+        for name in names:
+            path = posixpath.join(directory, name)
+            ours = name.endswith(".conf") and path not in configured
+            if ours and writer.is_ours(host.read_text(host.path(root, path))):
+                found.append(path)
+    return found
+
+
+def _remove_ours(outcome, root, path, why=None):
+    """Remove a file of ours (the caller checked the header), or preview it with test=True."""
+    full = host.path(root, path)
+    outcome.change(f"file:{path}", host.read_text(full), None)
+    if why:
+        outcome.notes.append(f"{path} removed ({why}).")
+    if outcome.test:
+        return
+    try:
+        os.unlink(full)
+    except OSError as exc:
+        outcome.fail(f"file:{path}", f"cannot remove: {exc.strerror}")
 
 
 def _swap_off(outcome, resolved, root, run):
@@ -375,7 +413,9 @@ def prepare(resolved, root, run, test=False):
         facts = kernel.kernel_facts(root)
         present = _load_modules(outcome, resolved, facts, root, run)
         modules_file = resolved["files"]["modules_load"]["path"]
-        _write_managed(outcome, root, modules_file, _render(sorted(set(present.values()))))
+        if _write_managed(outcome, root, modules_file, _render(sorted(set(present.values())))):
+            for earlier in _ours_elsewhere(resolved, root, "modules_load"):
+                _remove_ours(outcome, root, earlier, f"k8snode wrote it before; {modules_file} replaces it")
 
         sysctl_file = resolved["files"]["sysctl"]["path"]
         own = host.read_text(host.path(root, sysctl_file))
@@ -393,8 +433,11 @@ def prepare(resolved, root, run, test=False):
         # an explicit key must beat a glob as it does under systemd-sysctl.
         ordered = sorted(persisted, key=lambda key: (not _is_pattern(key), key))
         content = _render(f"{key} = {persisted[key]}" for key in ordered)
-        _check_boot_precedence(outcome, resolved, root, sysctl_file, content)
-        _write_managed(outcome, root, sysctl_file, content)
+        earlier_files = _ours_elsewhere(resolved, root, "sysctl")
+        _check_boot_precedence(outcome, resolved, root, sysctl_file, content, removed=earlier_files)
+        if _write_managed(outcome, root, sysctl_file, content):
+            for earlier in earlier_files:
+                _remove_ours(outcome, root, earlier, f"k8snode wrote it before; {sysctl_file} replaces it")
 
         _swap_off(outcome, resolved, root, run)
         for path, body in netowners.drop_ins(resolved, root).items():
@@ -416,12 +459,10 @@ def revert(resolved, root, test=False):
             if not writer.is_ours(text):
                 outcome.notes.append(f"{path} was not written by k8snode: left alone.")
                 continue
-            outcome.change(f"file:{path}", text, None)
-            if not test:
-                try:
-                    os.unlink(host.path(root, path))
-                except OSError as exc:
-                    outcome.fail(f"file:{path}", f"cannot remove: {exc.strerror}")
+            _remove_ours(outcome, root, path)
+        for what in ("modules_load", "sysctl"):
+            for earlier in _ours_elsewhere(resolved, root, what):
+                _remove_ours(outcome, root, earlier, "k8snode wrote it in a run with other files:")
         fstab = host.path(root, "etc/fstab")
         text = host.read_text(fstab)
         if text and writer.FSTAB_MARKER in text:

@@ -464,3 +464,45 @@ def test_prepare_then_audit_is_ready_for_each_distribution(k8snode, tree, distri
     audit = k8snode.audit(distribution, root=tree.path)
     assert audit["ready"] is True, audit["failing"]
     assert audit["lost_at_reboot"] == []
+
+
+# ------------------------------------------- a file of ours under an old name
+
+
+def test_prepare_with_a_new_file_name_removes_ours_under_the_old_one(k8snode, tree):
+    # The header of every file k8snode writes says "k8snode.absent removes this file"
+    # (writer.MANAGED_HEADER); a file it wrote under the default name before ``files:``
+    # named another would otherwise act at boot, beside the new one, for good.
+    tree.redhat().fresh_node()
+    assert k8snode._prepare(root=tree.path)["result"] is True
+    old_text = tree.read(SYSCTL_FILE)
+    tree.sysctl_d("50-user.conf", "vm.swappiness = 10\n")  # not ours: it stays
+    files = {"sysctl": "/etc/sysctl.d/zz-k8snode.conf", "modules_load": "/etc/modules-load.d/zz-k8snode.conf"}
+
+    preview = k8snode._prepare(root=tree.path, files=files, test=True)
+    assert preview["changes"]["file:/etc/sysctl.d/99-k8snode.conf"] == {"old": old_text, "new": None}
+    assert tree.exists(SYSCTL_FILE)
+
+    ret = k8snode._prepare(root=tree.path, files=files)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"]["file:/etc/sysctl.d/99-k8snode.conf"] == {"old": old_text, "new": None}
+    assert ret["changes"]["file:/etc/modules-load.d/k8snode.conf"]["new"] is None
+    assert "/etc/sysctl.d/99-k8snode.conf removed (k8snode wrote it before;" in ret["comment"]
+    assert not tree.exists(SYSCTL_FILE) and not tree.exists(MODULES_FILE)
+    assert tree.read("etc/sysctl.d/zz-k8snode.conf") == managed(k8snode, *KUBEADM_SYSCTLS)
+    assert tree.read("etc/sysctl.d/50-user.conf") == "vm.swappiness = 10\n"
+    assert k8snode.audit(root=tree.path, files=files)["ready"] is True
+
+
+def test_revert_removes_ours_under_an_old_name_too(k8snode, tree):
+    # What a node prepared before its pillar named another file looks like: both of ours.
+    tree.redhat().fresh_node()
+    tree.sysctl_d("99-k8snode.conf", managed(k8snode, "net.ipv4.ip_forward = 1"))
+    files = {"sysctl": "/etc/sysctl.d/zz-k8snode.conf"}
+    tree.sysctl_d("zz-k8snode.conf", managed(k8snode, "net.ipv4.ip_forward = 1"))
+    tree.sysctl_d("10-user.conf", "net.ipv4.ip_forward = 1\n")
+    ret = k8snode._revert(root=tree.path, files=files)
+    assert ret["result"] is True, ret["comment"]
+    assert {"file:/etc/sysctl.d/zz-k8snode.conf", "file:/etc/sysctl.d/99-k8snode.conf"} <= set(ret["changes"])
+    assert not tree.exists("etc/sysctl.d/zz-k8snode.conf") and not tree.exists(SYSCTL_FILE)
+    assert tree.read("etc/sysctl.d/10-user.conf") == "net.ipv4.ip_forward = 1\n"
