@@ -1,18 +1,17 @@
-"""One real node's life, start to end: fresh, prepared, rebooted, removed, rebooted.
+"""One real node's life: fresh, prepared, rebooted.
 
-Issue 11's tests 1, 2, 3 and 7 (and issue 14's nftables on a real kernel) on one
-Debian 12 node, in the order a node lives them, so that the tier boots once and reboots
-twice instead of booting four nodes (each boot under TCG costs 20 to 45 s).  Each phase
+Issue 11's tests 1, 2 and 3 (and issue 14's nftables on a real kernel) on one Debian 12
+node, in the order a node lives them, so that the tier boots once and reboots once
+instead of booting three nodes (each boot under TCG costs 20 to 45 s).  Each phase
 starts from exactly the state its test asks for: phase 1 from a node that was never
-prepared, phase 3's reboot from a node prepared by phase 2 and nothing else, phase 4's
-``k8snode.absent`` from a node that was prepared and has rebooted (where an operator
-removes it), and its reboot with nothing of k8snode's left.
+prepared, phase 3's reboot from a node prepared by phase 2 and nothing else.  Test 7
+(``k8snode.absent``, then a reboot) rides on the last boot of
+test_precedence_and_swap_real.py's node, which is removed there anyway: one boot less.
 
 Issue 20's effects ride on the same phases: containerd running a pod with overlay not
 loaded and with modprobe.d forbidding it (phase 1), a later sysctl.d file that turns
 ``bridge-nf-call-iptables`` off at the boot of phase 3 and breaks a ClusterIP until it
-goes, kube-proxy's first ``nf_conntrack_max`` write and the ClusterIP after phase 4's boot,
-with a FORWARD policy of DROP restored by netfilter-persistent at that boot.
+goes.
 
 Scenario 3 (pods across nodes need ``ip_forward`` on both) needs a second node: a peer
 boots beside this one, on a private L2 link between their QEMUs
@@ -32,7 +31,6 @@ from tests.support.across_nodes import audits, pod_to_pod, start_pods
 from tests.support.vm import reboot_together
 from tests.support.vm_checks import (
     MODULES_FILE,
-    SYSCTL_FILE,
     apply,
     audit,
     cluster_ip_on_one_bridge,
@@ -45,8 +43,8 @@ from tests.support.vm_checks import (
     sysctl_checks,
 )
 
-# Two nodes (the peer for scenario 3); the next test's node starts at this test's last
-# reboot, not at its start (start_next_vm).
+# Two nodes (the peer for scenario 3); the next test's node starts once the peer is
+# powered off, not at this test's start (start_next_vm).
 pytestmark = pytest.mark.real_node(release="bookworm", nodes=2, start_next="by_test")
 
 # Test 2 asks for k3s (nf_conntrack) and the IPVS set; test 3 for evidence the kernel
@@ -57,7 +55,7 @@ MODULES = ("overlay", "br_netfilter", "nf_conntrack", "ip_vs", "ip_vs_rr", "ip_v
 ONLY_SYSTEMD_LOADS = ("overlay", "br_netfilter", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
 
 
-def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, vm_pair, start_next_vm):
+def test_fresh_node_prepared_then_rebooted(salt_master, vm_pair, start_next_vm):
     node, peer = vm_pair()
     fresh = _a_fresh_node_is_a_vm_and_not_ready(salt_master, node)  # issue 11, test 1
     _nftables_needs_a_module_that_exists_but_is_not_loaded(node, fresh)  # issue 14
@@ -68,10 +66,9 @@ def test_fresh_node_prepared_rebooted_then_absent_and_rebooted(salt_master, vm_p
     predicted = _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node)  # issue 20
     _after_a_reboot_systemd_did_what_the_audit_predicted(salt_master, node, predicted, peer)  # test 3
     _pods_across_nodes_talk_after_the_reboot_of_both(salt_master, node, peer)  # issue 20
-    peer.kill()  # done with it: the last phases run on one node
+    peer.kill()  # done with it: the last phase runs on one node
+    start_next_vm()  # it boots while the last phase runs
     _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node)  # issue 20
-    _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node, start_next_vm)  # test 7
-    _a_kernel_without_nf_tables_fails_naming_it(salt_master, node)  # issue 14
 
 
 def _a_fresh_node_is_a_vm_and_not_ready(salt_master, node):
@@ -198,8 +195,6 @@ def _state_apply_loads_the_modules_with_modprobe(salt_master, node):
 #: set a key wins), as an image or another tool leaves one.
 LATER_FILE = "/etc/sysctl.d/99-zz-later.conf"
 BRIDGE_KEY = "net.bridge.bridge-nf-call-iptables"
-#: What Debian's iptables-persistent restores at boot (netfilter-persistent).
-RULES_V4 = "/etc/iptables/rules.v4"
 
 
 def _a_later_sysctl_file_will_turn_bridge_nf_call_iptables_off(salt_master, node):
@@ -308,107 +303,3 @@ def _the_later_file_broke_the_cluster_ip_until_it_went(salt_master, node):
     after = audit(salt_master, node, **SETTINGS)
     assert after["ready"] is True, after["failing"]
     assert after["lost_at_reboot"] == []
-
-
-def _absent_then_a_reboot_leaves_nothing_of_ours(salt_master, node, start_next_vm):
-    code, state = apply(salt_master, node, "k8snode.absent")
-    assert code == 0 and state["result"] is True, state
-    assert {f"file:{SYSCTL_FILE}", f"file:{MODULES_FILE}"} <= set(state["changes"])
-    # Issue 20, scenario 5, for this boot: a firewall file that drops forwarded traffic,
-    # restored by Debian's netfilter-persistent (iptables-legacy: nf_tables stays unloaded).
-    node.sh(
-        "update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy; "
-        f"printf '*filter\\n:INPUT ACCEPT [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n' > {RULES_V4}; sync"
-    )
-
-    # Still loaded and set now, but nothing persists them: the audit says so.
-    predicted = audit(salt_master, node, **SETTINGS)
-    lost = {
-        "module:br_netfilter",
-        "module:nf_conntrack",
-        "sysctl:net.ipv4.ip_forward",
-        "sysctl:vm.max_map_count",
-        "sysctl:net.bridge.bridge-nf-call-iptables",
-    }
-    assert lost <= set(predicted["lost_at_reboot"]), predicted["lost_at_reboot"]
-    # overlay and the IPVS schedulers are not lost: the kernel loads them again on first use.
-    for module in ("overlay", "ip_vs_rr"):
-        check = predicted["checks"][f"module:{module}"]
-        assert (check["status"], check["lost_at_reboot"]) == ("warn", False), check
-        assert "the kernel loads it again" in check["detail"], check
-    assert {check["boot"] for check in sysctl_checks(predicted).values()} == {None}
-
-    start_next_vm()  # it boots while this node reboots and the last two phases run
-    node.reboot()
-    assert not set(ONLY_SYSTEMD_LOADS) & proc_modules(node)
-    journal = modules_load_journal(node)
-    for module in ONLY_SYSTEMD_LOADS:
-        assert module not in journal, journal
-    assert node.sh("grep -rl k8snode /etc/sysctl.d /etc/modules-load.d || true").strip() == ""
-    assert live_sysctls(node, ["net.ipv4.ip_forward", "vm.max_map_count", "net.bridge.bridge-nf-call-iptables"]) == {
-        "net.ipv4.ip_forward": "0",
-        "vm.max_map_count": "65530",
-        "net.bridge.bridge-nf-call-iptables": None,
-    }
-    assert node.sh("iptables-legacy -S FORWARD").splitlines()[0] == "-P FORWARD DROP"  # restored at boot
-    after = audit(salt_master, node, **SETTINGS)
-    assert after["ready"] is False
-    assert after["lost_at_reboot"] == []
-    check = after["checks"]["forward_policy"]
-    assert (check["status"], check["boot"]) == ("warn", "DROP"), check
-    assert f"DROP from {RULES_V4}:3 (netfilter-persistent" in check["detail"], check
-    for module in ("overlay", "br_netfilter"):
-        check = after["checks"][f"module:{module}"]
-        assert (check["live"], check["boot"]) == ("available", "not persisted"), check
-    _kube_proxys_first_write_fails_without_nf_conntrack(node, after)
-    _a_cluster_ip_on_one_bridge_needs_br_netfilter(node, after)
-
-
-def _kube_proxys_first_write_fails_without_nf_conntrack(node, report):
-    """Issue 20, scenario 4: after a boot with nothing persisted, kube-proxy's first write
-    at start (cmd/kube-proxy/app/conntrack.go SetMax) finds no nf_conntrack_max: it would
-    exit (kubernetes/kops#17968), and the audit (``report``, k3s' profile here; kubeadm's
-    has the same rule: tests/unit/test_releases.py) fails on that module."""
-    wrote = node.sh(
-        "grep -q '^nf_conntrack ' /proc/modules && echo loaded; "
-        "echo 262144 > /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null && echo ok || echo enoent"
-    )
-    assert wrote.split() == ["enoent"], wrote
-    check = report["checks"]["module:nf_conntrack"]
-    assert (check["status"], check["live"]) == ("fail", "available"), check
-
-
-def _a_cluster_ip_on_one_bridge_needs_br_netfilter(node, report):
-    """Issue 20, scenarios 2 and 5, on a node that booted with nothing of k8snode's and a
-    FORWARD policy of DROP from rules.v4: the ClusterIP gets no answer; the audit fails
-    br_netfilter (the backend's reply is bridged past conntrack: kubernetes/kubernetes#87426)
-    and warns on forward_policy. ``modprobe br_netfilter`` (bridge-nf-call-iptables is 1
-    when it loads) is not enough while FORWARD drops the routed SYN (the bridge plugin adds
-    no ACCEPT rule); with the policy ACCEPT the same ClusterIP answers."""
-    check = report["checks"]["module:br_netfilter"]
-    assert (check["status"], check["live"]) == ("fail", "available"), check
-    assert cluster_ip_on_one_bridge(node).startswith("failed")
-    assert node.sh("modprobe br_netfilter; cat /proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
-    assert cluster_ip_on_one_bridge(node).startswith("failed")  # FORWARD still drops
-    node.sh(f"iptables-legacy -P FORWARD ACCEPT; rm -f {RULES_V4}; sync")
-    assert cluster_ip_on_one_bridge(node) == "answered 200"
-
-
-def _a_kernel_without_nf_tables_fails_naming_it(salt_master, node):
-    """A kernel that lacks nf_tables, for real: its .ko removed and ``depmod`` run, so that
-    modules.dep no longer lists it and ``modprobe`` cannot find it (what a kernel built
-    without CONFIG_NF_TABLES looks like, minus modules.builtin)."""
-    assert "nf_tables" not in proc_modules(node)
-    node.sh('rm -f "$(modinfo -n nf_tables)"; depmod -a; ! modprobe -n nf_tables 2>/dev/null')
-    report = audit(salt_master, node, kube_proxy_mode="nftables")
-    check = report["checks"]["module:nf_tables"]
-    assert (check["status"], check["live"]) == ("fail", "missing"), check
-    assert "nf_tables is not in this kernel" in check["detail"], check
-    assert "module:nf_tables" in report["failing"]
-    assert report["checks"]["kernel_version"]["status"] == "ok"  # the version is not what fails
-
-    code, state = apply(salt_master, node, pillar=pillar({"kube_proxy_mode": "nftables"}))
-    assert code != 0 and state["result"] is False, state
-    assert "module:nf_tables: " in state["comment"], state
-    assert "modprobe nf_tables: modprobe: FATAL: Module nf_tables not found" in state["comment"], state
-    assert "nf_tables" not in proc_modules(node)

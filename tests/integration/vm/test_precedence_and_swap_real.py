@@ -1,4 +1,4 @@
-"""Precedence and swap for real (issue 11, tests 4 and 5) on one Debian 12 node.
+"""Precedence and swap for real (issue 11, tests 4 and 5, and 7 at the end) on one Debian 12 node.
 
 Test 4: Debian 12's ``/etc/sysctl.conf`` (read through the ``99-sysctl.conf`` link, after
 ``99-k8snode.conf``) setting ``net.ipv4.ip_forward = 0``: the audit names that file, the
@@ -25,9 +25,16 @@ each reboot below proves a step of both, so one node boots five times:
    a clean poweroff;
 4. the first boot of a new node made from that disk (issue 24's image baking): with no
    Salt run, ``ip_forward`` is 1, no swap, the node is ready; ``k8snode.absent``;
-5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted); with
-   ``failSwapOn: false`` in the kubelet's config file, kubeadm's profile leaves it on and the
-   node is ready; without that line it is not (issue 19).
+5. reboot: fstab swap is back (and ``/etc/sysctl.conf`` wins again, as predicted), and
+   nothing else of k8snode's is loaded or set (issue 11's test 7; it used to reboot the
+   node of test_lifecycle_real.py once more); with ``failSwapOn: false`` in the kubelet's
+   config file, kubeadm's profile leaves swap on and the node is ready; without that line
+   it is not (issue 19).
+
+Issue 20 on boot 5: a FORWARD policy of DROP restored by netfilter-persistent, kube-proxy's
+first ``nf_conntrack_max`` write failing without the module, and a ClusterIP on one bridge
+that needs br_netfilter and an accepting FORWARD chain.  Last, issue 14: a kernel without
+nf_tables (its ``.ko`` removed), which the audit and the state name.
 
 Issue 22 rides on the same boots: a sysctl.d file widens the ephemeral port range over the
 NodePorts (``node_ports`` warns from boot 2); the pillar's ``ip_local_reserved_ports``
@@ -42,11 +49,15 @@ import pytest
 from tests.integration.vm.conftest import VM_NODES
 from tests.support import nodes, vm
 from tests.support.vm_checks import (
+    MODULES_FILE,
     SYSCTL_FILE,
     apply,
     audit,
+    cluster_ip_on_one_bridge,
     live_sysctls,
+    modules_load_journal,
     pillar,
+    proc_modules,
     read_files,
     swaps,
     sysctl_checks,
@@ -61,6 +72,11 @@ LATER = {"files": {"sysctl": "/etc/sysctl.d/zz-k8snode.conf"}}
 NODE_PORTS = "30000-32767"
 RESERVED = {**LATER, "sysctls": {"net.ipv4.ip_local_reserved_ports": NODE_PORTS}}
 WIDE_PORTS = "/etc/sysctl.d/60-wide-ports.conf"
+#: kubeadm's modules: nothing but systemd-modules-load loads them at boot on these nodes.
+KUBEADM_MODULES = ("overlay", "br_netfilter", "nf_conntrack")
+BRIDGE_KEYS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+#: What Debian's iptables-persistent restores at boot (netfilter-persistent).
+RULES_V4 = "/etc/iptables/rules.v4"
 
 KUBELET_SWAP = "apiVersion: kubelet.config.k8s.io/v1beta1\\nkind: KubeletConfiguration\\nfailSwapOn: false\\n"
 FSTAB_SWAP = "/swapfstab"
@@ -129,6 +145,9 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
 
     code, state = bake(salt_master, node, pillar(RESERVED))
     assert code == 0 and state["result"] is True, state
+    # The file the kubeadm applies wrote is ours: the new name replaces it, or it would
+    # still act at boot (and outlive k8snode.absent).
+    assert state["changes"][f"file:{SYSCTL_FILE}"]["new"] is None, state
     predicted = audit(salt_master, node)
     check = predicted["checks"][IP_FORWARD]
     assert (check["status"], check["boot"], check["boot_file"]) == ("ok", "1", "/etc/sysctl.d/zz-k8snode.conf")
@@ -159,19 +178,72 @@ def test_sysctl_conf_wins_at_boot_and_swap_goes_off_and_comes_back_as_the_audit_
     # With the same files: as the prepare, so that it removes zz-k8snode.conf too.
     code, state = apply(salt_master, node, "k8snode.absent", pillar=pillar(RESERVED))
     assert code == 0 and state["result"] is True, state
+    assert {f"file:{LATER['files']['sysctl']}", f"file:{MODULES_FILE}"} <= set(state["changes"]), state
+    _a_firewall_file_will_drop_forwarded_traffic(node)
     predicted = audit(salt_master, node)
     assert predicted["checks"]["swap"]["boot"] == [f"/etc/fstab: {FSTAB_SWAP}"], predicted["checks"]["swap"]
     check = predicted["checks"][IP_FORWARD]
     assert (check["boot"], check["boot_file"]) == ("0", SYSCTL_CONF_LINK), check
-
     assert predicted["checks"]["node_ports"]["lost_at_reboot"] is True, predicted["checks"]["node_ports"]
+    _absent_leaves_them_loaded_and_set_until_the_reboot(predicted)
 
     node.reboot()  # 5
     assert swaps(node) == [FSTAB_SWAP]
-    assert live_sysctls(node, ["net.ipv4.ip_forward"]) == {"net.ipv4.ip_forward": "0"}
-    assert audit(salt_master, node)["checks"]["node_ports"]["taken_now"] == NODE_PORTS
+    after = _nothing_of_ours_at_the_boot_after_absent(salt_master, node)
+    assert after["checks"]["node_ports"]["taken_now"] == NODE_PORTS
+    _kube_proxys_first_write_fails_without_nf_conntrack(node, after)
+    _a_cluster_ip_on_one_bridge_needs_br_netfilter(node, after)
 
     _swap_on_purpose(salt_master, node)
+    _a_kernel_without_nf_tables_fails_naming_it(salt_master, node)  # issue 14
+
+
+def _a_firewall_file_will_drop_forwarded_traffic(node):
+    """Issue 20, scenario 5, for the next boot: a firewall file that drops forwarded
+    traffic, restored by Debian's netfilter-persistent (with iptables-legacy, so that
+    nf_tables stays unloaded for the last phase)."""
+    node.sh(
+        "update-alternatives --quiet --set iptables /usr/sbin/iptables-legacy; "
+        f"printf '*filter\\n:INPUT ACCEPT [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n' > {RULES_V4}; sync"
+    )
+
+
+def _absent_leaves_them_loaded_and_set_until_the_reboot(predicted):
+    """Issue 11, test 7, before the reboot: still loaded and set now, but nothing persists
+    them, and the audit says what the next boot loses."""
+    lost = {"module:br_netfilter", "module:nf_conntrack", IP_FORWARD, f"sysctl:{BRIDGE_KEYS[0]}"}
+    assert lost <= set(predicted["lost_at_reboot"]), predicted["lost_at_reboot"]
+    # overlay is not lost: the kernel loads it again on the first overlay mount.
+    check = predicted["checks"]["module:overlay"]
+    assert (check["status"], check["lost_at_reboot"]) == ("warn", False), check
+    assert "the kernel loads it again" in check["detail"], check
+    for key in BRIDGE_KEYS:
+        assert predicted["checks"][f"sysctl:{key}"]["boot"] is None, predicted["checks"][f"sysctl:{key}"]
+
+
+def _nothing_of_ours_at_the_boot_after_absent(salt_master, node):
+    """Issue 11, test 7, after the reboot: systemd loaded and set nothing of k8snode's
+    (the kernel's own lists, the journal), and the audit agrees. Returns that audit."""
+    assert not set(KUBEADM_MODULES) & proc_modules(node)
+    journal = modules_load_journal(node)
+    for module in KUBEADM_MODULES:
+        assert module not in journal, journal
+    assert node.sh("grep -rl k8snode /etc/sysctl.d /etc/modules-load.d || true").strip() == ""
+    assert live_sysctls(node, ["net.ipv4.ip_forward", BRIDGE_KEYS[0]]) == {
+        "net.ipv4.ip_forward": "0",
+        BRIDGE_KEYS[0]: None,
+    }
+    assert node.sh("iptables-legacy -S FORWARD").splitlines()[0] == "-P FORWARD DROP"  # restored at boot
+    after = audit(salt_master, node)
+    assert after["ready"] is False
+    assert after["lost_at_reboot"] == []
+    check = after["checks"]["forward_policy"]
+    assert (check["status"], check["boot"]) == ("warn", "DROP"), check
+    assert f"DROP from {RULES_V4}:3 (netfilter-persistent" in check["detail"], check
+    for module in ("overlay", "br_netfilter"):
+        check = after["checks"][f"module:{module}"]
+        assert (check["live"], check["boot"]) == ("available", "not persisted"), check
+    return after
 
 
 def _swap_on_purpose(salt_master, node):
@@ -227,3 +299,54 @@ def _kubeadm_fails_the_later_file_and_the_swap_unit(salt_master, node):
     check = predicted["checks"][IP_FORWARD]
     assert (check["status"], check["live"], check["boot"]) == ("fail", "1", "0"), check
     return predicted
+
+
+def _kube_proxys_first_write_fails_without_nf_conntrack(node, report):
+    """Issue 20, scenario 4: after a boot with nothing persisted, kube-proxy's first write
+    at start (cmd/kube-proxy/app/conntrack.go SetMax) finds no nf_conntrack_max: it would
+    exit (kubernetes/kops#17968), and the audit (``report``, kubeadm's profile; k3s' has
+    the same rule: tests/unit/test_releases.py) fails on that module. Boot 4 showed the
+    same write working with the module persisted."""
+    wrote = node.sh(
+        "grep -q '^nf_conntrack ' /proc/modules && echo loaded; "
+        "echo 262144 > /proc/sys/net/netfilter/nf_conntrack_max 2>/dev/null && echo ok || echo enoent"
+    )
+    assert wrote.split() == ["enoent"], wrote
+    check = report["checks"]["module:nf_conntrack"]
+    assert (check["status"], check["live"]) == ("fail", "available"), check
+
+
+def _a_cluster_ip_on_one_bridge_needs_br_netfilter(node, report):
+    """Issue 20, scenarios 2 and 5, on a node that booted with nothing of k8snode's and a
+    FORWARD policy of DROP from rules.v4: the ClusterIP gets no answer; the audit fails
+    br_netfilter (the backend's reply is bridged past conntrack: kubernetes/kubernetes#87426)
+    and warns on forward_policy. ``modprobe br_netfilter`` (bridge-nf-call-iptables is 1
+    when it loads) is not enough while FORWARD drops the routed SYN (the bridge plugin adds
+    no ACCEPT rule); with the policy ACCEPT the same ClusterIP answers."""
+    check = report["checks"]["module:br_netfilter"]
+    assert (check["status"], check["live"]) == ("fail", "available"), check
+    assert cluster_ip_on_one_bridge(node).startswith("failed")
+    assert node.sh("modprobe br_netfilter; cat /proc/sys/net/bridge/bridge-nf-call-iptables").strip() == "1"
+    assert cluster_ip_on_one_bridge(node).startswith("failed")  # FORWARD still drops
+    node.sh(f"iptables-legacy -P FORWARD ACCEPT; rm -f {RULES_V4}; sync")
+    assert cluster_ip_on_one_bridge(node) == "answered 200"
+
+
+def _a_kernel_without_nf_tables_fails_naming_it(salt_master, node):
+    """A kernel that lacks nf_tables, for real: its .ko removed and ``depmod`` run, so that
+    modules.dep no longer lists it and ``modprobe`` cannot find it (what a kernel built
+    without CONFIG_NF_TABLES looks like, minus modules.builtin)."""
+    assert "nf_tables" not in proc_modules(node)
+    node.sh('rm -f "$(modinfo -n nf_tables)"; depmod -a; ! modprobe -n nf_tables 2>/dev/null')
+    report = audit(salt_master, node, kube_proxy_mode="nftables")
+    check = report["checks"]["module:nf_tables"]
+    assert (check["status"], check["live"]) == ("fail", "missing"), check
+    assert "nf_tables is not in this kernel" in check["detail"], check
+    assert "module:nf_tables" in report["failing"]
+    assert report["checks"]["kernel_version"]["status"] == "ok"  # the version is not what fails
+
+    code, state = apply(salt_master, node, pillar=pillar({"kube_proxy_mode": "nftables"}))
+    assert code != 0 and state["result"] is False, state
+    assert "module:nf_tables: " in state["comment"], state
+    assert "modprobe nf_tables: modprobe: FATAL: Module nf_tables not found" in state["comment"], state
+    assert "nf_tables" not in proc_modules(node)
