@@ -272,18 +272,15 @@ class VmNode:
                 f"guestfwd=tcp:{GUEST_MASTER}:{link.publish_port}-{self._relay(link.publish_port)}",
             ]
         )
-        l2 = []
+        # Optional devices: the private link's NIC, the extension's read-only disk.
+        optional = []
         if self.l2 is not None:
-            l2 = [
-                "-netdev", f"socket,id=l2,udp=127.0.0.1:{self.l2.remote_port},localaddr=127.0.0.1:{self.l2.local_port}",
-                "-device", f"virtio-net-pci,netdev=l2,mac={self.l2.mac},romfile=",
-            ]  # fmt: skip
-        extension = []
+            udp = f"udp=127.0.0.1:{self.l2.remote_port},localaddr=127.0.0.1:{self.l2.local_port}"
+            optional += ["-netdev", f"socket,id=l2,{udp}"]
+            optional += ["-device", f"virtio-net-pci,netdev=l2,mac={self.l2.mac},romfile="]
         if self.extension is not None:
-            extension = [
-                "-drive", f"file={self.extension},if=none,id=extension,format=raw,readonly=on",
-                "-device", f"virtio-blk-pci,drive=extension,serial={EXTENSION_SERIAL}",
-            ]  # fmt: skip
+            optional += ["-drive", f"file={self.extension},if=none,id=extension,format=raw,readonly=on"]
+            optional += ["-device", f"virtio-blk-pci,drive=extension,serial={EXTENSION_SERIAL}"]
         return [
             QEMU,
             "-name", self.minion_id,
@@ -298,10 +295,9 @@ class VmNode:
             # -device, so the extension's disk would take the first slot and /dev/vda.
             "-drive", f"file={self.disk},if=none,id=root,format=qcow2",
             "-device", "virtio-blk-pci,drive=root",
-            *extension,
             "-netdev", netdev,
             "-device", "virtio-net-pci,netdev=n0,romfile=",
-            *l2,
+            *optional,
             "-chardev", f"file,id=console,path={self.console_log},append=on",
             "-serial", "chardev:console",
             "-pidfile", str(self.pid_file),
