@@ -334,10 +334,10 @@ def _check_boot_precedence(outcome, resolved, root, sysctl_file, content, remove
 
 
 def _ours_elsewhere(resolved, root, what):
-    """Files of ours (the header) for ``what`` under another name than the one ``files:``
-    gives now: ``*.conf`` (what systemd reads) in the directory of that name and of the
-    default one. A run with other ``files:`` wrote them; they still act at boot, and their
-    header promises that k8snode.absent removes them."""
+    """``[(path, text)]``: files of ours (the header) for ``what`` under another name than
+    the one ``files:`` gives now: ``*.conf`` (what systemd reads) in the directory of that
+    name and of the default one. A run with other ``files:`` wrote them; they still act at
+    boot, and their header promises that k8snode.absent removes them."""
     configured = {entry["path"] for entry in resolved["files"].values()}
     directories = {
         posixpath.dirname(resolved["files"][what]["path"]),
@@ -351,16 +351,17 @@ def _ours_elsewhere(resolved, root, what):
             continue
         for name in names:
             path = posixpath.join(directory, name)
-            ours = name.endswith(".conf") and path not in configured
-            if ours and writer.is_ours(host.read_text(host.path(root, path))):
-                found.append(path)
+            text = host.read_text(host.path(root, path)) if name.endswith(".conf") and path not in configured else None
+            if writer.is_ours(text):
+                found.append((path, text))
     return found
 
 
-def _remove_ours(outcome, root, path, why=None):
-    """Remove a file of ours (the caller checked the header), or preview it with test=True."""
+def _remove_ours(outcome, root, path, text, why=None):
+    """Remove a file of ours (``text``: the caller read it and checked the header), or
+    preview it with test=True."""
     full = host.path(root, path)
-    outcome.change(f"file:{path}", host.read_text(full), None)
+    outcome.change(f"file:{path}", text, None)
     if why:
         outcome.notes.append(f"{path} removed ({why}).")
     if outcome.test:
@@ -414,8 +415,8 @@ def prepare(resolved, root, run, test=False):
         present = _load_modules(outcome, resolved, facts, root, run)
         modules_file = resolved["files"]["modules_load"]["path"]
         if _write_managed(outcome, root, modules_file, _render(sorted(set(present.values())))):
-            for earlier in _ours_elsewhere(resolved, root, "modules_load"):
-                _remove_ours(outcome, root, earlier, f"k8snode wrote it before; {modules_file} replaces it")
+            for earlier, text in _ours_elsewhere(resolved, root, "modules_load"):
+                _remove_ours(outcome, root, earlier, text, f"k8snode wrote it before; {modules_file} replaces it")
 
         sysctl_file = resolved["files"]["sysctl"]["path"]
         own = host.read_text(host.path(root, sysctl_file))
@@ -434,10 +435,11 @@ def prepare(resolved, root, run, test=False):
         ordered = sorted(persisted, key=lambda key: (not _is_pattern(key), key))
         content = _render(f"{key} = {persisted[key]}" for key in ordered)
         earlier_files = _ours_elsewhere(resolved, root, "sysctl")
-        _check_boot_precedence(outcome, resolved, root, sysctl_file, content, removed=earlier_files)
+        removed = [path for path, _ in earlier_files]
+        _check_boot_precedence(outcome, resolved, root, sysctl_file, content, removed=removed)
         if _write_managed(outcome, root, sysctl_file, content):
-            for earlier in earlier_files:
-                _remove_ours(outcome, root, earlier, f"k8snode wrote it before; {sysctl_file} replaces it")
+            for earlier, text in earlier_files:
+                _remove_ours(outcome, root, earlier, text, f"k8snode wrote it before; {sysctl_file} replaces it")
 
         _swap_off(outcome, resolved, root, run)
         for path, body in netowners.drop_ins(resolved, root).items():
@@ -459,10 +461,10 @@ def revert(resolved, root, test=False):
             if not writer.is_ours(text):
                 outcome.notes.append(f"{path} was not written by k8snode: left alone.")
                 continue
-            _remove_ours(outcome, root, path)
+            _remove_ours(outcome, root, path, text)
         for what in ("modules_load", "sysctl"):
-            for earlier in _ours_elsewhere(resolved, root, what):
-                _remove_ours(outcome, root, earlier, "k8snode wrote it in a run with other files:")
+            for earlier, earlier_text in _ours_elsewhere(resolved, root, what):
+                _remove_ours(outcome, root, earlier, earlier_text, "k8snode wrote it in a run with other files:")
         fstab = host.path(root, "etc/fstab")
         text = host.read_text(fstab)
         if text and writer.FSTAB_MARKER in text:
